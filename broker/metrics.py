@@ -1,0 +1,174 @@
+"""Every Prometheus metric varstream exports, defined once under the `varstream_` namespace.
+
+Labels come from small fixed sets (stage, reason, class, outcome, partition) — never an object id.
+`Metrics(registry)` lets tests use a fresh `CollectorRegistry`; the process uses the default one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+NAMESPACE = "varstream"
+
+# Pipeline stages timed per batch (label values of varstream_stage_latency_seconds).
+STAGES = ("consume", "decode", "store", "trigger", "period", "fold", "infer", "produce", "commit")
+# Outcomes of one consumed alert: exactly one per alert (the accounting identity).
+OUTCOMES = ("annotated", "skipped", "dead_lettered")
+# Reasons an alert was consumed but not annotated (label values of varstream_alerts_skipped_total).
+SKIP_REASONS = (
+    "too_few_points",  # the object's light curve is still shorter than trigger.min_points
+    "not_enough_new_points",  # classified recently; too few new points since
+    "too_soon",  # classified recently; less than trigger.min_interval_days since
+    "non_periodic",  # the period search found no significant period
+    "no_window",  # folding produced no window (e.g. points collapse onto few phases)
+)
+# Reasons a message went to the dead-letter topic.
+DEAD_LETTER_REASONS = (
+    "undecodable",
+    "schema_invalid",
+    "unknown_schema",
+    "missing_field",
+    "no_detections",
+    "internal",
+)
+
+# 10 ms .. 120 s, roughly x2 steps: resolves both the micro-batch delay and the 60 s LSST budget.
+LATENCY_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    20.0,
+    30.0,
+    45.0,
+    60.0,
+    90.0,
+    120.0,
+)
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    """The metric objects of one process (or of one test, with its own registry)."""
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        ns = NAMESPACE
+        self.registry = registry
+        self.end_to_end_latency = Histogram(
+            "end_to_end_latency_seconds",
+            "Kafka message timestamp of an alert to delivery of its annotation",
+            namespace=ns,
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.stage_latency = Histogram(
+            "stage_latency_seconds",
+            "Wall time of one pipeline stage for one batch",
+            ["stage"],
+            namespace=ns,
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "batch_alerts",
+            "Alerts per consumed batch",
+            namespace=ns,
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.inference_batch_size = Histogram(
+            "inference_batch_windows",
+            "Windows per micro-batch sent to the models",
+            namespace=ns,
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.alerts_consumed = Counter(
+            "alerts_consumed",
+            "Alerts read from the input topics",
+            namespace=ns,
+            registry=registry,
+        )
+        self.alerts_annotated = Counter(
+            "alerts_annotated",
+            "Alerts answered by an annotation",
+            namespace=ns,
+            registry=registry,
+        )
+        self.alerts_skipped = Counter(
+            "alerts_skipped",
+            "Alerts consumed but not classified, by reason",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.alerts_dead_lettered = Counter(
+            "alerts_dead_lettered",
+            "Messages sent to the dead-letter topic, by reason",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.points_dropped = Counter(
+            "points_dropped",
+            "Photometry points discarded while decoding, by reason",
+            ["reason"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.annotations_by_class = Counter(
+            "annotations_by_class",
+            "Annotations by predicted class",
+            ["class_name"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.novel_annotations = Counter(
+            "novel_annotations",
+            "Annotations flagged novel by the AE-GMM",
+            namespace=ns,
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "consumer_lag_messages",
+            "High watermark minus consumer position, per assigned partition",
+            ["topic", "partition"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.store_objects = Gauge(
+            "store_objects",
+            "Objects held in the light-curve store",
+            namespace=ns,
+            registry=registry,
+        )
+        self.model_info = Info(
+            "model", "Models in use and the device they run on", namespace=ns, registry=registry
+        )
+        self.last_annotation_timestamp = Gauge(
+            "last_annotation_timestamp_seconds",
+            "Unix time of the last delivered annotation",
+            namespace=ns,
+            registry=registry,
+        )
+        # Create known label values up front so every series exists from zero.
+        for stage in STAGES:
+            self.stage_latency.labels(stage=stage)
+        for reason in SKIP_REASONS:
+            self.alerts_skipped.labels(reason=reason)
+        for reason in DEAD_LETTER_REASONS:
+            self.alerts_dead_lettered.labels(reason=reason)
+
+
+def serve(port: int, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:
+    """Expose /metrics over HTTP (a daemon thread); port 0 is rejected because scrapers need it fixed."""
+    if port <= 0:
+        raise ValueError(f"metrics port must be > 0, got {port}")
+    start_http_server(port, addr=host, registry=registry)
