@@ -1,0 +1,312 @@
+"""Model bundles: a trained network plus everything needed to feed it the same windows it was trained on.
+
+On disk a bundle is a folder::
+
+    weights.pt      the network's state_dict (tensors only: `torch.load(weights_only=True)` reads it)
+    metadata.json   kind, name, version, class names, window and period-search settings, architecture and
+                    hyper-parameters, training data and split, test metrics, changes from the paper, and for
+                    novelty bundles the energy thresholds and ~1,000 quantiles of the training energies.
+
+Two kinds: "classifier" (iTCN / TCN / iResNet; `Prediction.energy` is None) and "novelty" (AE-GMM; its
+γ is also a class probability). `predict` takes numpy `Windows` and returns numpy arrays; windows of
+different true lengths are grouped so no network ever sees zero padding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import aegmm, itcn
+from models.windows import Windows
+
+FORMAT_VERSION = 1
+KINDS = ("classifier", "novelty")
+WEIGHTS_FILE = "weights.pt"
+METADATA_FILE = "metadata.json"
+N_ENERGY_QUANTILES = 1001  # percentiles 0, 0.1, ..., 100 of the training energies
+
+BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
+DEFAULT_CLASSIFIER_BUNDLE = BUNDLES_DIR / "crts-itcn"
+DEFAULT_NOVELTY_BUNDLE = BUNDLES_DIR / "crts-aegmm"
+
+
+class BundleFormatError(ValueError):
+    """A bundle folder is missing, incomplete or inconsistent; the message names the path and the field.
+
+    `models` cannot import `broker.errors`; the runtime wraps this in its BundleError.
+    """
+
+
+@dataclass
+class Prediction:
+    """proba: (n, K) float64 probabilities in `Bundle.class_names` order; energy: (n,) float64 or None."""
+
+    proba: np.ndarray
+    energy: np.ndarray | None = None
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" → cuda when available, else cpu; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def length_groups(lengths: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (true length, window indices) batches, each of one length and at most `batch_size` windows."""
+    lengths = np.asarray(lengths)
+    for length in np.unique(lengths):
+        index = np.flatnonzero(lengths == length)
+        for start in range(0, len(index), batch_size):
+            yield int(length), index[start : start + batch_size]
+
+
+class Bundle:
+    """A loaded (or freshly trained) model with its metadata; see the module docstring."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        version: str,
+        class_names: list[str],
+        window: dict,
+        period_search: dict,
+        metadata: dict,
+        model: torch.nn.Module,
+        novelty_thresholds: dict[str, float] | None = None,
+        energy_quantiles: np.ndarray | None = None,
+    ) -> None:
+        if kind not in KINDS:
+            raise BundleFormatError(f"bundle kind must be one of {KINDS}, got {kind!r}")
+        if kind == "novelty" and (novelty_thresholds is None or energy_quantiles is None):
+            raise BundleFormatError(f"novelty bundle {name!r} needs novelty_thresholds and energy_quantiles")
+        self.kind = kind
+        self.name = name
+        self.version = version
+        self.class_names = list(class_names)
+        self.window = dict(window)
+        self.period_search = dict(period_search)
+        self.metadata = dict(metadata)
+        self.model = model.eval()
+        self.novelty_thresholds = dict(novelty_thresholds) if novelty_thresholds else {}
+        self.energy_quantiles = None if energy_quantiles is None else np.asarray(energy_quantiles, float)
+        self._device = torch.device("cpu")
+        self.model.to(self._device)
+
+    def __repr__(self) -> str:
+        return (
+            f"Bundle({self.kind!r}, {self.name!r}, version={self.version!r}, classes={len(self.class_names)})"
+        )
+
+    @torch.inference_mode()
+    def predict(self, windows: Windows, device: str = "cpu", batch_size: int = 512) -> Prediction:
+        """Class probabilities (and energies for novelty bundles) of every window, in input order.
+
+        Windows are grouped by true length (`windows.lengths`) and each group is cut to that length.
+        """
+        target = resolve_device(device)
+        if target != self._device:
+            self.model.to(target)
+            self._device = target
+        self.model.eval()
+        n = len(windows)
+        lengths = np.asarray(windows.lengths)
+        if n and (lengths.min() < 1 or lengths.max() > windows.window_length):
+            raise ValueError(
+                f"window lengths must be in 1..{windows.window_length}, got {lengths.min()}..{lengths.max()}"
+            )
+        proba = np.zeros((n, len(self.class_names)), np.float64)
+        energy = np.zeros(n, np.float64) if self.kind == "novelty" else None
+        for length, index in length_groups(lengths, batch_size):
+            x = windows.x[index, :length]
+            aux = torch.as_tensor(windows.aux[index], dtype=torch.float32, device=target)
+            if self.kind == "classifier":
+                xt, _ = itcn.window_tensors(x, windows.aux[index], target)
+                logits = self.model(xt, aux)
+                proba[index] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+            else:
+                xt = torch.as_tensor(x, dtype=torch.float32, device=target)
+                out = self.model(xt, aux)
+                proba[index] = torch.softmax(out.logits.double(), dim=-1).cpu().numpy()
+                energy[index] = self.model.energy(out.z).double().cpu().numpy()
+        return Prediction(proba=proba, energy=energy)
+
+    def energy_percentile(self, energy: np.ndarray) -> np.ndarray:
+        """Percentile (0–100) of each energy among the training energies (interpolated between quantiles)."""
+        if self.energy_quantiles is None:
+            raise BundleFormatError(f"bundle {self.name!r} ({self.kind}) has no training energies")
+        levels = np.linspace(0.0, 100.0, len(self.energy_quantiles))
+        return np.interp(np.asarray(energy, np.float64), self.energy_quantiles, levels)
+
+
+def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:
+    """The untrained network a bundle of this kind/arch holds."""
+    if kind == "classifier":
+        return itcn.build_classifier(arch, n_classes, **hyperparameters)
+    if kind == "novelty":
+        if arch != "aegmm":
+            raise BundleFormatError(f"novelty bundles hold an 'aegmm', got arch {arch!r}")
+        return aegmm.AEGMM(n_classes, **hyperparameters)
+    raise BundleFormatError(f"bundle kind must be one of {KINDS}, got {kind!r}")
+
+
+def save_bundle(bundle: Bundle, path: str | Path) -> Path:
+    """Write `bundle` as a folder (created; files inside overwritten) and return its path."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().cpu().contiguous() for key, value in bundle.model.state_dict().items()}
+    torch.save(state, path / WEIGHTS_FILE)
+    document = {
+        "format_version": FORMAT_VERSION,
+        "kind": bundle.kind,
+        "name": bundle.name,
+        "version": bundle.version,
+        "class_names": bundle.class_names,
+        "window": bundle.window,
+        "period_search": bundle.period_search,
+        "metadata": bundle.metadata,
+    }
+    if bundle.kind == "novelty":
+        document["novelty"] = {
+            "thresholds": bundle.novelty_thresholds,
+            "energy_quantiles": [float(q) for q in bundle.energy_quantiles],
+        }
+    (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} into bundle metadata")
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Read a bundle folder written by `save_bundle`; raises BundleFormatError naming what is wrong."""
+    path = Path(path)
+    meta_file, weights_file = path / METADATA_FILE, path / WEIGHTS_FILE
+    for file in (meta_file, weights_file):
+        if not file.is_file():
+            raise BundleFormatError(f"bundle {path}: missing {file.name}")
+    try:
+        document = json.loads(meta_file.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise BundleFormatError(f"bundle {path}: cannot read {METADATA_FILE}: {err}") from err
+    if document.get("format_version") != FORMAT_VERSION:
+        raise BundleFormatError(
+            f"bundle {path}: format_version {document.get('format_version')!r}, "
+            f"this code reads {FORMAT_VERSION}"
+        )
+    try:
+        kind, metadata, class_names = document["kind"], document["metadata"], document["class_names"]
+        model = build_model(kind, metadata["arch"], len(class_names), metadata["hyperparameters"])
+    except KeyError as err:
+        raise BundleFormatError(f"bundle {path}: {METADATA_FILE} lacks {err}") from err
+    try:
+        state = torch.load(weights_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (RuntimeError, OSError, ValueError) as err:
+        raise BundleFormatError(f"bundle {path}: weights do not fit the metadata: {err}") from err
+    novelty = document.get("novelty") or {}
+    return Bundle(
+        kind=kind,
+        name=document.get("name", path.name),
+        version=document.get("version", "0"),
+        class_names=class_names,
+        window=document.get("window", {}),
+        period_search=document.get("period_search", {}),
+        metadata=metadata,
+        model=model,
+        novelty_thresholds=novelty.get("thresholds"),
+        energy_quantiles=None if not novelty else np.asarray(novelty["energy_quantiles"], np.float64),
+    )
+
+
+def training_energy_summary(energies: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """Thresholds {"p80", "p95"} and the N_ENERGY_QUANTILES quantiles of the training energies."""
+    energies = np.asarray(energies, np.float64)
+    if not len(energies) or not np.isfinite(energies).all():
+        raise ValueError(f"training energies must be finite and non-empty, got {len(energies)} values")
+    quantiles = np.percentile(energies, np.linspace(0.0, 100.0, N_ENERGY_QUANTILES))
+    thresholds = {"p80": float(np.percentile(energies, 80)), "p95": float(np.percentile(energies, 95))}
+    return thresholds, quantiles
+
+
+# Classes `models.data.select_classes` keeps on the CRTS training set (RS_CVn is the held-out unseen class).
+CRTS_CLASSES = ["Cep_II", "EA", "ELL", "EW", "HADS", "LPV", "RRab", "RRc", "RRd", "beta_lyrae"]
+DEFAULT_WINDOW = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200]}
+
+
+def make_untrained_bundles(
+    out_dir: str | Path,
+    class_names: list[str] | None = None,
+    window: dict | None = None,
+    period_search: dict | None = None,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Write a randomly initialised classifier/novelty pair (placeholders with the real format and API).
+
+    The AE-GMM's mixture and energy quantiles are fitted on random windows so every field is usable.
+    Returns (classifier path, novelty path).
+    """
+    out_dir = Path(out_dir)
+    class_names = list(class_names or CRTS_CLASSES)
+    window = dict(window or DEFAULT_WINDOW)
+    period_search = dict(period_search or {})
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    length = int(window["length"])
+    x = rng.normal(size=(64, length, 3)).astype(np.float32)
+    x[:, :, 0] = 1.0 / length
+    x[:, :, 2] = np.abs(x[:, :, 2]) * 0.1
+    aux = np.column_stack([rng.normal(16, 1, 64), rng.uniform(0.1, 1, 64), rng.uniform(-1, 2, 64)])
+    aux_t = torch.as_tensor(aux, dtype=torch.float32)
+    common = {
+        "untrained": True,
+        "note": "randomly initialised placeholder for integration; predictions are meaningless",
+    }
+    classifier_hp = dict(itcn.DEFAULT_HYPERPARAMETERS)
+    classifier = itcn.build_classifier("itcn", len(class_names), **classifier_hp)
+    classifier.set_aux_scaling(aux_t.mean(0), aux_t.std(0))
+    shared = {
+        "version": "0.0.0",
+        "class_names": class_names,
+        "window": window,
+        "period_search": period_search,
+    }
+    clf_bundle = Bundle(
+        kind="classifier",
+        name="crts-itcn-untrained",
+        metadata={**common, "arch": "itcn", "hyperparameters": classifier_hp},
+        model=classifier,
+        **shared,
+    )
+    novelty_hp = dict(aegmm.DEFAULT_HYPERPARAMETERS)
+    novelty = aegmm.AEGMM(len(class_names), **novelty_hp)
+    novelty.set_aux_scaling(aux_t.mean(0), aux_t.std(0))
+    x_t = torch.as_tensor(x)
+    aegmm.fit_gmm(novelty, [(x_t, aux_t)])
+    with torch.no_grad():
+        energies = novelty.energy(novelty(x_t, aux_t).z).numpy()
+    thresholds, quantiles = training_energy_summary(energies)
+    nov_bundle = Bundle(
+        kind="novelty",
+        name="crts-aegmm-untrained",
+        metadata={**common, "arch": "aegmm", "hyperparameters": novelty_hp},
+        model=novelty,
+        novelty_thresholds=thresholds,
+        energy_quantiles=quantiles,
+        **shared,
+    )
+    return save_bundle(clf_bundle, out_dir / "crts-itcn"), save_bundle(nov_bundle, out_dir / "crts-aegmm")
