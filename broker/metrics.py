@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from broker.alerts import DROP_REASONS
+
 NAMESPACE = "varstream"
 
 # Pipeline stages timed per batch (label values of varstream_stage_latency_seconds).
@@ -165,6 +167,8 @@ class Metrics:
             self.alerts_skipped.labels(reason=reason)
         for reason in DEAD_LETTER_REASONS:
             self.alerts_dead_lettered.labels(reason=reason)
+        for reason in DROP_REASONS:
+            self.points_dropped.labels(reason=reason)
 
 
 def serve(port: int, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:
