@@ -53,7 +53,8 @@ class WindowConfig:
     min_remainder: int = 50
 
     def __post_init__(self) -> None:
-        buckets = tuple(self.buckets)
+        buckets = tuple(int(b) for b in self.buckets)
+        object.__setattr__(self, "buckets", buckets)  # a list from JSON/YAML would break equality and hashing
         if (
             not buckets
             or list(buckets) != sorted(set(buckets))

@@ -146,6 +146,7 @@ def test_bad_period_and_settings_are_refused():
         make_windows(lightcurve(100), float("nan"), "x", None, CONFIG)
     with pytest.raises(FoldingError, match=r"-1\.0"):
         make_windows(lightcurve(100), -1.0, "x", None, CONFIG)
+    assert WindowConfig(buckets=[50, 100, 150, 200]) == CONFIG  # as read back from a bundle's JSON
     with pytest.raises(FoldingError, match="buckets"):
         WindowConfig(buckets=(100, 50))
     with pytest.raises(FoldingError, match="min_length=40"):
