@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -41,13 +41,13 @@ from broker.errors import ConfigError
 LIBS_ENV = "VARSTREAM_KAFKA_LIBS"
 LIBS_RELATIVE = Path(".cache/kafka/libs")
 NODE_ID = 1
-PROBE_TOPIC = "__varstream_readiness_probe"
+PROBE_TOPIC = "varstream-readiness-probe"
 LOG_TAIL_LINES = 40
 # librdkafka's own log lines (e.g. "connection refused" while the JVM boots) go to this logger, not stderr;
 # failures that matter reach callers as exceptions.
 RDKAFKA_LOG = logging.getLogger("broker.local_kafka.rdkafka")
-LOG = logging.getLogger(__name__)
 RDKAFKA_LOG.addHandler(logging.NullHandler())
+LOG = logging.getLogger(__name__)
 # The JVM flags of Kafka's kafka-run-class.sh / kafka-server-start.sh, with the heap fixed (-Xms = -Xmx).
 JVM_FLAGS = (
     "-XX:+UseG1GC",
@@ -208,7 +208,7 @@ class LocalKafka:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 90) -> None:
-        """Format storage (once), launch the broker, and return when it serves clients and consumer groups.
+        """Format storage (once), launch the broker, return when it serves groups and transactions.
 
         Raises ConfigError with the tail of the broker's log when it exits or is not ready within `timeout` s.
         """
@@ -238,8 +238,7 @@ class LocalKafka:
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM the broker (clean shutdown), SIGKILL it after `timeout` s; remove a temp workdir."""
         atexit.unregister(self.stop)
-        if self._admin is not None:
-            self._admin = None
+        self._admin = None
         self._terminate(timeout)
         if self.workdir is not None and self._given_workdir is None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -506,7 +505,7 @@ def _find_java() -> str:
     return java
 
 
-def _die_with_parent_preexec():
+def _die_with_parent_preexec() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the broker when this process dies, so no JVM outlives a crash.
 
     Linux ties the signal to the thread that forks, so it is set only when starting from the main thread.
@@ -537,16 +536,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=90, help="seconds to wait for start-up")
     args = parser.parse_args(argv)
-    stop_requested = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
     try:
         kafka = LocalKafka(libs_dir=args.libs, workdir=args.workdir, heap=args.heap, port=args.port)
         print(f"starting Apache Kafka from {kafka.libs_dir} ...", flush=True)
-        kafka.start(timeout=args.timeout)
+        kafka.start(timeout=args.timeout)  # Ctrl-C here stops the half-started broker too
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
     try:
         print(f"Kafka is up in {kafka.start_seconds:.1f} s; log: {kafka.log_file}", flush=True)
         print(f"bootstrap.servers={kafka.bootstrap_servers}", flush=True)
