@@ -14,7 +14,13 @@ import sys
 from broker.errors import VarstreamError
 
 # name -> (module, one-line help). Order is the order of `varstream --help`.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("broker.commands.train", "train a classifier (iTCN/TCN/iResNet) or novelty (AE-GMM) bundle"),
+    "evaluate": ("broker.commands.evaluate", "score bundles on a labelled archive (metrics.json + PNGs)"),
+    "compare-models": ("broker.commands.compare_models", "iTCN vs TCN vs iResNet vs random forest on CRTS"),
+    "run": ("broker.commands.run", "run the plugin: alerts in, annotations out"),
+    "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

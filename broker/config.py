@@ -154,7 +154,7 @@ def load_config(
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
-        _set(config, section, key, _parse_scalar(raw), source=f"environment variable {name}")
+        _set(config, section, key, parse_scalar(raw), source=f"environment variable {name}")
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
         _set(config, section, key, value, source=f"override {dotted}")
@@ -224,7 +224,7 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         ) from exc
 
 
-def _parse_scalar(raw: str) -> Any:
+def parse_scalar(raw: str) -> Any:
     """Environment values are TOML literals when they parse as one (numbers, booleans), else strings."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]

@@ -1,6 +1,5 @@
 """The local Apache Kafka serves what the pipeline needs: groups, rebalances, transactions, a clean stop."""
 
-# ruff: noqa: F811  (the fixtures are imported by name until tests/conftest.py registers tests.fixtures.kafka)
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from broker.errors import ConfigError
 from broker.local_kafka import LocalKafka, find_kafka_libs, port_is_free
-from tests.fixtures.kafka import kafka, new_topic  # noqa: F401  (until tests/conftest.py registers the plugin)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
