@@ -67,6 +67,34 @@ def length_groups(lengths: np.ndarray, batch_size: int) -> Iterator[tuple[int, n
             yield int(length), index[start : start + batch_size]
 
 
+@torch.inference_mode()
+def run_model(
+    model: torch.nn.Module, kind: str, windows: Windows, device: torch.device | str, batch_size: int
+) -> Prediction:
+    """Run a classifier or AE-GMM (already on `device`) over windows, one true length per batch."""
+    model.eval()
+    n = len(windows)
+    lengths = np.asarray(windows.lengths)
+    if n and (lengths.min() < 1 or lengths.max() > windows.window_length):
+        raise ValueError(
+            f"window lengths must be in 1..{windows.window_length}, got {lengths.min()}..{lengths.max()}"
+        )
+    n_classes = model.head[-1].out_channels if kind == "classifier" else model.estimator[-1].out_features
+    proba = np.zeros((n, n_classes), np.float64)
+    energy = np.zeros(n, np.float64) if kind == "novelty" else None
+    for length, index in length_groups(lengths, batch_size):
+        x = windows.x[index, :length]
+        aux = torch.as_tensor(windows.aux[index], dtype=torch.float32, device=device)
+        if kind == "classifier":
+            xt, _ = itcn.window_tensors(x, windows.aux[index], device)
+            proba[index] = torch.softmax(model(xt, aux).double(), dim=-1).cpu().numpy()
+        else:
+            out = model(torch.as_tensor(x, dtype=torch.float32, device=device), aux)
+            proba[index] = torch.softmax(out.logits.double(), dim=-1).cpu().numpy()
+            energy[index] = model.energy(out.z).double().cpu().numpy()
+    return Prediction(proba=proba, energy=energy)
+
+
 class Bundle:
     """A loaded (or freshly trained) model with its metadata; see the module docstring."""
 
@@ -105,7 +133,6 @@ class Bundle:
             f"Bundle({self.kind!r}, {self.name!r}, version={self.version!r}, classes={len(self.class_names)})"
         )
 
-    @torch.inference_mode()
     def predict(self, windows: Windows, device: str = "cpu", batch_size: int = 512) -> Prediction:
         """Class probabilities (and energies for novelty bundles) of every window, in input order.
 
@@ -115,28 +142,7 @@ class Bundle:
         if target != self._device:
             self.model.to(target)
             self._device = target
-        self.model.eval()
-        n = len(windows)
-        lengths = np.asarray(windows.lengths)
-        if n and (lengths.min() < 1 or lengths.max() > windows.window_length):
-            raise ValueError(
-                f"window lengths must be in 1..{windows.window_length}, got {lengths.min()}..{lengths.max()}"
-            )
-        proba = np.zeros((n, len(self.class_names)), np.float64)
-        energy = np.zeros(n, np.float64) if self.kind == "novelty" else None
-        for length, index in length_groups(lengths, batch_size):
-            x = windows.x[index, :length]
-            aux = torch.as_tensor(windows.aux[index], dtype=torch.float32, device=target)
-            if self.kind == "classifier":
-                xt, _ = itcn.window_tensors(x, windows.aux[index], target)
-                logits = self.model(xt, aux)
-                proba[index] = torch.softmax(logits.double(), dim=-1).cpu().numpy()
-            else:
-                xt = torch.as_tensor(x, dtype=torch.float32, device=target)
-                out = self.model(xt, aux)
-                proba[index] = torch.softmax(out.logits.double(), dim=-1).cpu().numpy()
-                energy[index] = self.model.energy(out.z).double().cpu().numpy()
-        return Prediction(proba=proba, energy=energy)
+        return run_model(self.model, self.kind, windows, target, batch_size)
 
     def energy_percentile(self, energy: np.ndarray) -> np.ndarray:
         """Percentile (0–100) of each energy among the training energies (interpolated between quantiles)."""

@@ -170,3 +170,16 @@ def window_tensors(x, aux, device: torch.device | str = "cpu") -> tuple[torch.Te
     """(n, length, 3) numpy windows (already cut to their true length) → ((n, 2, length), (n, 3)) tensors."""
     xt = torch.as_tensor(x[:, :, list(INPUT_CHANNELS)], dtype=torch.float32, device=device)
     return xt.transpose(1, 2).contiguous(), torch.as_tensor(aux, dtype=torch.float32, device=device)
+
+
+# What this implementation does differently from Zhang & Bloom (2020); copied into bundle metadata.
+PAPER_CHANGES = [
+    "windows come from the plugin's own Lomb-Scargle period (broker.period), not a catalogue period",
+    "windows shorter than L=200 (buckets 50/100/150) for young objects; training shortens windows at random "
+    "(random subsets of a bucket's size, re-standardised) and batches one length at a time",
+    "the k=1 head is two 1x1 convolutions (hidden+3 -> hidden -> K) with the standardised aux inputs "
+    "concatenated at every phase",
+    "cross entropy weighted per class (sqrt of inverse window frequency by default) against CRTS's imbalance",
+    "early stopping on object-level validation accuracy; gradient norm clipped at 1",
+    "TCN baseline uses causal zero padding; iResNet = circular-padded undilated blocks + max-pool /2 each",
+]

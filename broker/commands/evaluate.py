@@ -1,0 +1,147 @@
+"""Evaluate a classifier bundle (and a novelty bundle) on a labelled archive; writes metrics.json + PNGs.
+
+DATA is FORMAT:PATH (crts or eros). Windows are built with the period-search and window settings stored
+in the bundle. Objects whose class the classifier knows are scored for classification (object = mean of
+its windows' probabilities); every other object is the unseen set for novelty (positive = unseen,
+flagged = mean window energy above the novelty bundle's p80 / p95 training-energy threshold). When the
+data carry catalogue periods, the plugin's found periods are compared with them (within 1%, or ×2 / ×½).
+
+--split test (or val) keeps only that by-object split of the known classes (same fractions and seed as
+training, read from the bundle) plus all unknown-class objects: the honest score of a bundle trained on
+the same archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from broker.commands.train import SPLIT_FRACTIONS, configs_from, load_dataset, set_threads
+from broker.errors import BundleError, ConfigError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, help="classifier bundle (default: the shipped one)")
+    parser.add_argument("--novelty-bundle", help="novelty bundle; 'none' for none (default: the shipped one)")
+    parser.add_argument("--data", required=True, help="FORMAT:PATH (crts or eros)")
+    parser.add_argument("--out", required=True, type=Path, help="report folder")
+    parser.add_argument("--split", choices=("all", "val", "test"), default="all", help="objects to score")
+    parser.add_argument("--max-points", type=int, help="use only each object's first N points")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def load_bundles(bundle_path, novelty_arg):
+    """(classifier, novelty or None), defaults from models.bundle; the pair must share window settings."""
+    from models.bundle import (
+        DEFAULT_CLASSIFIER_BUNDLE,
+        DEFAULT_NOVELTY_BUNDLE,
+        BundleFormatError,
+        load_bundle,
+    )
+
+    try:
+        classifier = load_bundle(bundle_path or DEFAULT_CLASSIFIER_BUNDLE)
+        novelty = None
+        if novelty_arg is None and classifier.kind == "novelty":
+            novelty = classifier
+        elif str(novelty_arg).lower() != "none":
+            novelty = load_bundle(novelty_arg or DEFAULT_NOVELTY_BUNDLE)
+    except BundleFormatError as err:
+        raise BundleError(str(err)) from err
+    if novelty is not None:
+        if novelty.kind != "novelty":
+            raise BundleError(f"--novelty-bundle {novelty_arg} is a {novelty.kind!r} bundle")
+        for attr in ("window", "period_search"):
+            if getattr(novelty, attr) != getattr(classifier, attr):
+                raise BundleError(f"the classifier and novelty bundles differ in their {attr} settings")
+    return classifier, novelty
+
+
+def restrict_to_split(dataset, classifier, split: str):
+    """That by-object split of the classifier's classes (the bundle's split seed) + all other objects."""
+    seed = classifier.metadata.get("data", {}).get("split", {}).get("seed", 0)
+    known = dataset.only_classes(classifier.class_names)
+    part = known.split(SPLIT_FRACTIONS, seed=seed)[split]
+    others = set(dataset.objects["label"]) - set(classifier.class_names)
+    unseen = dataset.only_classes(others)
+    return part, unseen
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.evaluate import evaluate_bundles, period_recovery, write_report
+    from models.windows import Windows
+
+    set_threads(args.threads)
+    classifier, novelty = load_bundles(args.bundle, args.novelty_bundle)
+    period_config, window_config = configs_from(classifier.period_search, classifier.window)
+    dataset = load_dataset(args.data, period_config, window_config, args.max_points, not args.no_progress)
+    objects = dataset.objects
+    windows = dataset.windows
+    if args.split != "all":
+        part, unseen = restrict_to_split(dataset, classifier, args.split)
+        parts = [p.windows for p in (part, unseen) if len(p.windows)]
+        windows = Windows.concatenate(parts)
+        objects = objects[
+            objects["object_id"].isin(set(part.objects["object_id"]) | set(unseen.objects["object_id"]))
+        ]
+    if windows.labels is None or not len(windows):
+        raise ConfigError(f"{args.data}: no labelled windows to evaluate")
+    evaluation = evaluate_bundles(windows, classifier, novelty, device=args.device)
+    metrics = {
+        "data": args.data,
+        "split": args.split,
+        "max_points": args.max_points,
+        "n_objects": len(objects),
+        "n_objects_with_windows": int((objects["n_windows"] > 0).sum()),
+        "skipped": dict(Counter(objects.loc[objects["n_windows"] == 0, "skip_reason"].astype(str))),
+        **evaluation.metrics,
+    }
+    with_catalogue = objects[np.isfinite(objects["catalogue_period"].to_numpy(float))]
+    if len(with_catalogue):
+        metrics["period_recovery"] = period_recovery(
+            with_catalogue["period_days"].to_numpy(float), with_catalogue["catalogue_period"].to_numpy(float)
+        )
+    examples = windows.subset(_examples_per_class(windows, 3))
+    written = write_report(
+        args.out, metrics, evaluation.energy_seen, evaluation.energy_unseen, evaluation.thresholds, examples
+    )
+    _print_summary(metrics, written)
+    return 0
+
+
+def _examples_per_class(windows, per_class: int) -> np.ndarray:
+    """Indices of the first full-length windows of each class (any length when a class has none)."""
+    chosen = []
+    for label in sorted(set(map(str, windows.labels))):
+        index = np.flatnonzero(windows.labels == label)
+        full = index[windows.lengths[index] == windows.window_length]
+        chosen.extend((full if len(full) >= per_class else index)[:per_class])
+    return np.asarray(chosen, int)
+
+
+def _print_summary(metrics: dict, written: list[Path]) -> None:
+    print(
+        f"objects {metrics['n_objects']} (classified {metrics['n_objects_classified']}): "
+        f"accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}"
+    )
+    for name, m in metrics.get("per_class", {}).items():
+        print(f"  {name:12s} recall {m['recall']:.3f}  precision {m['precision']:.3f}  n {m['support']}")
+    novelty = metrics.get("novelty")
+    if novelty:
+        unseen = ", ".join(novelty["unseen_classes"])
+        print(f"novelty: {novelty['n_unseen']} unseen ({unseen}) vs {novelty['n_seen']} seen")
+        for level in ("p80", "p95"):
+            m = novelty[level]
+            print(f"  {level}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f}")
+    if "period_recovery" in metrics:
+        p = metrics["period_recovery"]
+        print(
+            f"period recovery (n {p['n']}): within 1% {p['within_tolerance']:.3f}, "
+            f"with x2/x0.5 aliases {p['within_tolerance_or_alias']:.3f}"
+        )
+    print("wrote " + ", ".join(str(p) for p in written))

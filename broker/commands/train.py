@@ -1,0 +1,230 @@
+"""Train a classifier (iTCN / TCN / iResNet) or novelty (AE-GMM) bundle on a labelled archive.
+
+DATA is FORMAT:PATH: `crts` (a .tar.xz or folder of <ID>-<CLASS>.csv, or a folder holding the .tar.xz) or
+`eros` (the RAMP folder). Windows come from the plugin's own period search and folding (broker.dataset,
+cached under .cache/windows/), never from catalogue periods. Classes: those with at least
+--min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
+are split by object (train/val/test, stratified); validation picks the epoch, and the test split's metrics
+are written into the bundle's metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from broker.errors import ArchiveError, ConfigError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("crts", "eros")
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+
+
+# ----------------------------------------------------------------- helpers shared with evaluate / compare
+
+
+def parse_data_spec(spec: str) -> tuple[str, Path]:
+    """'crts:PATH' → ('crts', Path); the format must be one of FORMATS and the path must exist."""
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in FORMATS:
+        raise ConfigError(f"data must be FORMAT:PATH with FORMAT one of {FORMATS}, got {spec!r}")
+    if not Path(path).exists():
+        raise ArchiveError(f"data path {path!r} does not exist")
+    return fmt, Path(path)
+
+
+def crts_source(path: Path) -> Path:
+    """The CRTS light-curve source: a folder of CSVs, or the .tar.xz (given, or the one inside `path`)."""
+    from models.data import CRTS_PERIODS_CSV
+
+    if path.is_file() or any(p.name != CRTS_PERIODS_CSV for p in path.glob("*-*.csv")):
+        return path
+    archives = sorted(path.glob("*.tar*"))
+    if len(archives) != 1:
+        raise ArchiveError(
+            f"{path}: expected <ID>-<CLASS>.csv files or exactly one .tar.xz, found {archives}"
+        )
+    return archives[0]
+
+
+def configs_from(period_search: dict | None = None, window: dict | None = None):
+    """(PeriodSearchConfig, WindowConfig) from bundle-style dicts (lists back to tuples); defaults if None."""
+    from broker.folding import WindowConfig
+    from broker.period import PeriodSearchConfig
+
+    def build(cls, values):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()})
+
+    return build(PeriodSearchConfig, period_search), build(WindowConfig, window)
+
+
+def load_labelled_objects(spec: str):
+    """Read the light curves of FORMAT:PATH (list of LabelledLightCurve)."""
+    from models.data import DataError, read_crts, read_eros
+
+    fmt, path = parse_data_spec(spec)
+    try:
+        return read_crts(crts_source(path)) if fmt == "crts" else read_eros(path)
+    except DataError as err:
+        raise ArchiveError(str(err)) from err
+
+
+def load_dataset(
+    spec: str, period_config, window_config, max_points: int | None = None, progress: bool = True
+):
+    """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache."""
+    from broker import dataset
+
+    fmt, path = parse_data_spec(spec)
+    configs = {"period_config": period_config, "window_config": window_config, "max_points": max_points}
+    if fmt == "crts" and crts_source(path).is_file():
+        return dataset.load_or_build_crts(archive=crts_source(path), progress=progress, **configs)
+    if fmt == "eros":
+        return dataset.load_or_build_eros(folder=path, progress=progress, **configs)
+    objects = load_labelled_objects(spec)
+    return dataset.build_windows(objects, progress=progress, tag=fmt, **configs)
+
+
+def known_classes(dataset, min_count: int, exclude: list[str]) -> list[str]:
+    """Classes to train on: `models.data.select_classes` over the objects that have windows."""
+    from models.data import select_classes
+
+    rows = dataset.objects[dataset.objects["n_windows"] > 0]
+    records = [_Record(o, lab) for o, lab in zip(rows["object_id"], rows["label"], strict=True)]
+    classes = select_classes(records, min_count=min_count, exclude=exclude)
+    if len(classes) < 2:
+        raise ConfigError(
+            f"need at least 2 classes with >= {min_count} objects (excluding {exclude}), got {classes}"
+        )
+    return classes
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    object_id: str
+    label: str
+
+
+def split_summary(splits: dict) -> dict:
+    return {
+        name: {"n_objects": int((part.objects["n_windows"] > 0).sum()), "n_windows": len(part.windows)}
+        for name, part in splits.items()
+    }
+
+
+def set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="FORMAT:PATH (crts or eros)")
+    parser.add_argument("--kind", choices=("classifier", "novelty"), default="classifier")
+    parser.add_argument("--arch", choices=("itcn", "tcn", "iresnet"), default="itcn", help="classifier arch")
+    parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    parser.add_argument("--name", help="bundle name (default: <format>-<arch>)")
+    parser.add_argument("--version", default="1.0.0", help="bundle version")
+    parser.add_argument("--hidden", type=int, help="hidden channels / GRU units")
+    parser.add_argument("--depth", type=int, help="residual blocks (classifier)")
+    parser.add_argument("--kernel", type=int, help="kernel size (classifier)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, help="Adam learning rate (default 0.005 / AE-GMM 0.002)")
+    parser.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
+    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
+    parser.add_argument("--class-weighting", choices=("sqrt", "inverse", "none"), default="sqrt")
+    parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
+    parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
+    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--split-seed", type=int, default=0, help="by-object split seed")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    from models import aegmm, itcn
+    from models.bundle import save_bundle
+    from models.evaluate import evaluate_bundles
+    from models.train import TrainConfig, train_aegmm, train_classifier
+
+    set_threads(args.threads)
+    period_config, window_config = configs_from()
+    fmt, _ = parse_data_spec(args.data)
+    dataset = load_dataset(args.data, period_config, window_config, progress=not args.no_progress)
+    classes = known_classes(dataset, args.min_class_count, args.exclude)
+    splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        early_stopping_patience=args.patience,
+        class_weighting=args.class_weighting,
+        seed=args.seed,
+        device=args.device,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+        progress=not args.no_progress,
+    )
+    if args.lr is not None:
+        config.lr = config.lr_aegmm = args.lr
+    hp = {k: v for k, v in {"hidden": args.hidden, "depth": args.depth, "kernel": args.kernel}.items() if v}
+    train, val, test = (splits[name].windows for name in ("train", "val", "test"))
+    if args.kind == "classifier":
+        result = train_classifier(train, val, args.arch, classes, hp, config)
+        changes, arch = itcn.PAPER_CHANGES, args.arch
+    else:
+        hp = {k: v for k, v in hp.items() if k == "hidden"}
+        result = train_aegmm(train, val, classes, hp, config)
+        changes, arch = aegmm.PAPER_CHANGES, "aegmm"
+    metadata = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "data": {
+            "source": args.data,
+            "format": fmt,
+            "classes_excluded": list(args.exclude),
+            "min_class_count": args.min_class_count,
+            "split": {"by": "object", "fractions": list(SPLIT_FRACTIONS), "seed": args.split_seed},
+            "splits": split_summary(splits),
+            "window_cache": dataset.meta.get("cache_key") or dataset.meta.get("source_files"),
+        },
+        "changes_from_paper": changes,
+    }
+    bundle = result.to_bundle(
+        args.name or f"{fmt}-{arch}",
+        args.version,
+        dataclasses.asdict(window_config),
+        dataclasses.asdict(period_config),
+        metadata,
+    )
+    test_windows = test
+    if bundle.kind == "novelty":  # the excluded (unseen) classes are the positives of the novelty test
+        unseen = dataset.only_classes(args.exclude).windows
+        test_windows = test.concatenate([test, unseen]) if len(unseen) else test
+    evaluation = evaluate_bundles(
+        test_windows, bundle, bundle if bundle.kind == "novelty" else None, device=args.device
+    )
+    bundle.metadata["test_metrics"] = evaluation.metrics
+    save_bundle(bundle, args.out)
+    _print_summary(bundle, evaluation.metrics, args.out)
+    return 0
+
+
+def _print_summary(bundle, metrics: dict, out: Path) -> None:
+    line = (
+        f"{bundle.kind} bundle {bundle.name} -> {out}: test objects {metrics['n_objects_classified']}, "
+        f"accuracy {metrics['accuracy']:.3f}, balanced accuracy {metrics['balanced_accuracy']:.3f}"
+    )
+    novelty = metrics.get("novelty")
+    if novelty:
+        for level in ("p80", "p95"):
+            m = novelty[level]
+            line += f"; novelty {level} P {m['precision']:.3f} R {m['recall']:.3f} F1 {m['f1']:.3f}"
+    print(line)

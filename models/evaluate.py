@@ -1,0 +1,325 @@
+"""Metrics of the classifier, the novelty detector and the period search, and the report they go into.
+
+Shared by `varstream evaluate`, `varstream compare-models` and the stream evaluator, so the offline and the
+streaming numbers mean the same thing. Objects are the unit: an object's prediction is the mean of its
+windows' probabilities (and energies), as the runtime does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from models.windows import Windows
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], class_names: Sequence[str]) -> dict:
+    """Accuracy, balanced accuracy (mean recall over the classes present), per-class P/R/F1, confusion matrix.
+
+    Every true label must be one of `class_names` (objects of other classes belong to the novelty set).
+    confusion_matrix.matrix[i][j] counts objects of class labels[i] predicted as labels[j].
+    """
+    y_true, y_pred, labels = np.asarray(y_true, object), np.asarray(y_pred, object), list(class_names)
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} entries but y_pred has {len(y_pred)}")
+    unknown = sorted(set(map(str, y_true)) - set(labels))
+    if unknown:
+        raise ValueError(f"true labels {unknown} are not among the class names {labels}")
+    if not len(y_true):
+        return {"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan"), "per_class": {}}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    per_class = {
+        name: {
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(labels)
+    }
+    return {
+        "n": len(y_true),
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "per_class": per_class,
+        "confusion_matrix": {
+            "labels": labels,
+            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        },
+    }
+
+
+def novelty_metrics(is_unseen: np.ndarray, energy: np.ndarray, thresholds: dict[str, float]) -> dict:
+    """Precision / recall / F1 of "energy > threshold" for each threshold; positive = unseen class.
+
+    Returns {name: {precision, recall, f1, threshold, n_flagged}} for every entry of `thresholds`.
+    """
+    is_unseen = np.asarray(is_unseen, bool)
+    energy = np.asarray(energy, np.float64)
+    if is_unseen.shape != energy.shape:
+        raise ValueError(f"is_unseen {is_unseen.shape} and energy {energy.shape} differ in shape")
+    out = {}
+    for name, threshold in thresholds.items():
+        flagged = energy > threshold
+        true_positive = int(np.sum(flagged & is_unseen))
+        precision = true_positive / flagged.sum() if flagged.any() else 0.0
+        recall = true_positive / is_unseen.sum() if is_unseen.any() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        out[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "threshold": float(threshold),
+            "n_flagged": int(flagged.sum()),
+        }
+    return out
+
+
+def period_recovery(found: np.ndarray, catalogue: np.ndarray, tolerance: float = 0.01) -> dict:
+    """Share of objects whose found period is within `tolerance` (relative) of the catalogue period.
+
+    Also counts the ×2 and ×½ aliases (an eclipsing binary's LS peak sits at half its orbital period) and
+    gives "within_tolerance_or_alias", the share matching any of the three.
+    """
+    found, catalogue = np.asarray(found, np.float64), np.asarray(catalogue, np.float64)
+    if found.shape != catalogue.shape:
+        raise ValueError(f"found {found.shape} and catalogue {catalogue.shape} periods differ in shape")
+    ok = np.isfinite(found) & np.isfinite(catalogue) & (found > 0) & (catalogue > 0)
+    ratio = found[ok] / catalogue[ok]
+    exact = np.abs(ratio - 1) <= tolerance
+    double = np.abs(ratio / 2 - 1) <= tolerance
+    half = np.abs(ratio * 2 - 1) <= tolerance
+    n = int(ok.sum())
+
+    def share(mask: np.ndarray) -> float:
+        return float(mask.mean()) if n else float("nan")
+
+    return {
+        "n": n,
+        "tolerance": tolerance,
+        "within_tolerance": share(exact),
+        "double": share(double),
+        "half": share(half),
+        "within_tolerance_or_alias": share(exact | double | half),
+    }
+
+
+@dataclass
+class ObjectScores:
+    """Per-object aggregates, objects in order of first appearance.
+
+    object_ids (m,); proba (m, K) mean of window probabilities; n_windows (m,); labels (m,) or None;
+    energy (m,) mean window energy or None.
+    """
+
+    object_ids: np.ndarray
+    proba: np.ndarray
+    n_windows: np.ndarray
+    labels: np.ndarray | None = None
+    energy: np.ndarray | None = None
+
+    def predicted(self, class_names: Sequence[str]) -> np.ndarray:
+        return np.asarray(class_names, object)[np.argmax(self.proba, axis=1)]
+
+
+def aggregate_by_object(
+    object_ids: np.ndarray,
+    proba: np.ndarray,
+    labels: np.ndarray | None = None,
+    energy: np.ndarray | None = None,
+) -> ObjectScores:
+    """Mean of the windows' probabilities (and energies) per object; the label is its windows' label."""
+    object_ids = np.asarray(object_ids, object)
+    unique, first, inverse = np.unique(object_ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # keep first-appearance order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group = rank[inverse]
+    counts = np.bincount(group, minlength=len(unique))
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, np.float64)
+        sums = np.zeros((len(unique), *values.shape[1:]))
+        np.add.at(sums, group, values)
+        return sums / counts.reshape(-1, *([1] * (values.ndim - 1)))
+
+    firsts = first[order]
+    return ObjectScores(
+        object_ids=unique[order],
+        proba=mean(proba),
+        n_windows=counts,
+        labels=None if labels is None else np.asarray(labels, object)[firsts],
+        energy=None if energy is None else mean(energy),
+    )
+
+
+def write_report(
+    out_dir: str | Path,
+    metrics: dict,
+    energy_seen: np.ndarray | None = None,
+    energy_unseen: np.ndarray | None = None,
+    thresholds: dict[str, float] | None = None,
+    examples: Windows | None = None,
+) -> list[Path]:
+    """Write metrics.json and the PNGs that fit what is given; returns the written paths.
+
+    confusion_matrix.png from metrics["confusion_matrix"] (row-normalised); energy_histogram.png from the
+    seen/unseen object energies with the thresholds; example_windows.png from labelled `examples`
+    (a few folded windows per class).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "metrics.json"]
+    written[0].write_text(json.dumps(metrics, indent=1, default=_json_default) + "\n")
+    if "confusion_matrix" in metrics:
+        written.append(_plot_confusion(out_dir / "confusion_matrix.png", metrics["confusion_matrix"]))
+    if energy_seen is not None and energy_unseen is not None:
+        written.append(
+            _plot_energies(out_dir / "energy_histogram.png", energy_seen, energy_unseen, thresholds or {})
+        )
+    if examples is not None and examples.labels is not None and len(examples):
+        written.append(_plot_examples(out_dir / "example_windows.png", examples))
+    return written
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to metrics.json")
+
+
+def _plot_confusion(path: Path, cm: dict) -> Path:
+    import matplotlib.pyplot as plt
+
+    labels, matrix = cm["labels"], np.asarray(cm["matrix"], np.float64)
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 1.0 + 0.55 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if matrix[i, j]:
+                colour = "white" if normalised[i, j] > 0.5 else "black"
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=colour)
+    ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(image, ax=ax, label="fraction of the true class")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_energies(path: Path, seen: np.ndarray, unseen: np.ndarray, thresholds: dict[str, float]) -> Path:
+    import matplotlib.pyplot as plt
+
+    seen, unseen = np.asarray(seen, np.float64), np.asarray(unseen, np.float64)
+    both = np.concatenate([seen, unseen])
+    bins = np.linspace(*np.percentile(both, [0.5, 99.5]), 50) if len(both) else 10
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(seen, bins=bins, alpha=0.6, density=True, label=f"seen classes ({len(seen)})")
+    ax.hist(unseen, bins=bins, alpha=0.6, density=True, label=f"unseen ({len(unseen)})")
+    for name, value in thresholds.items():
+        ax.axvline(value, ls="--", color="k" if name == "p95" else "grey", label=f"{name} = {value:.1f}")
+    ax.set_xlabel("AE-GMM energy (object mean)")
+    ax.set_ylabel("density")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_examples(path: Path, windows: Windows, per_class: int = 3) -> Path:
+    import matplotlib.pyplot as plt
+
+    classes = sorted(set(map(str, windows.labels)))
+    fig, axes = plt.subplots(
+        len(classes), per_class, figsize=(3 * per_class, 1.6 * len(classes)), squeeze=False
+    )
+    for row, name in enumerate(classes):
+        index = np.flatnonzero(windows.labels == name)[:per_class]
+        for col in range(per_class):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(index):
+                ax.axis("off")
+                continue
+            i = index[col]
+            k = int(windows.lengths[i])
+            phase = np.cumsum(windows.x[i, :k, 0])
+            phase = phase - phase[0]
+            ax.plot(phase, windows.x[i, :k, 1], ".", ms=2)
+            ax.invert_yaxis()  # magnitudes: brighter up
+            if col == 0:
+                ax.set_ylabel(name, fontsize=8)
+            ax.set_title(f"P = {10 ** windows.aux[i, 2]:.3g} d, {k} pts", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class Evaluation:
+    """Object-level metrics of a classifier (and a novelty bundle) on labelled windows, plus plot inputs."""
+
+    metrics: dict
+    energy_seen: np.ndarray | None = None
+    energy_unseen: np.ndarray | None = None
+    thresholds: dict[str, float] | None = None
+
+
+def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "cpu") -> Evaluation:
+    """Score labelled windows with `classifier` (a Bundle; a novelty bundle also classifies).
+
+    Objects whose label is among the classifier's classes are scored for classification; with a novelty
+    bundle, those are the seen set and every other object the unseen set (positives) for novelty.
+    """
+    if windows.labels is None:
+        raise ValueError("evaluation needs labelled windows")
+    class_names = list(classifier.class_names)
+    known = np.isin(windows.labels.astype(str), class_names)
+    metrics: dict = {"classifier": {"name": classifier.name, "version": classifier.version}}
+    if known.any():
+        seen = windows.subset(known)
+        scores = aggregate_by_object(seen.object_ids, classifier.predict(seen, device).proba, seen.labels)
+        metrics.update(classification_metrics(scores.labels, scores.predicted(class_names), class_names))
+    else:
+        metrics.update({"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan")})
+    metrics["n_objects_classified"] = metrics.pop("n")
+    if novelty is None:
+        return Evaluation(metrics)
+    energy = novelty.predict(windows, device).energy
+    scores = aggregate_by_object(windows.object_ids, np.zeros((len(windows), 1)), windows.labels, energy)
+    is_unseen = ~np.isin(scores.labels.astype(str), class_names)
+    metrics["novelty"] = {
+        "bundle": {"name": novelty.name, "version": novelty.version},
+        "n_seen": int((~is_unseen).sum()),
+        "n_unseen": int(is_unseen.sum()),
+        "unseen_classes": sorted(set(map(str, scores.labels[is_unseen]))),
+        **novelty_metrics(is_unseen, scores.energy, novelty.novelty_thresholds),
+    }
+    return Evaluation(
+        metrics,
+        energy_seen=scores.energy[~is_unseen],
+        energy_unseen=scores.energy[is_unseen],
+        thresholds=dict(novelty.novelty_thresholds),
+    )
