@@ -1,0 +1,237 @@
+"""Thin typed wrappers around confluent-kafka: the only module that talks to the Kafka clients.
+
+The delivery guarantee is decided in one place, `KafkaIO.commit`, whose numbered steps follow the usual
+order: flush the producer → raise any saved delivery error → commit the input offsets (at-least-once) or
+send them to the transaction and commit it (exactly-once) → flush local state. A batch's offsets are only
+committed after every record of that batch was acknowledged by the brokers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from broker.config import KafkaConfig
+from broker.errors import ConfigError, DeliveryError
+
+log = logging.getLogger(__name__)
+
+# Dead-letter records keep the original key and bytes; the why travels in headers (as Kafka Connect does).
+DLQ_HEADER_REASON = "varstream.error.reason"
+DLQ_HEADER_MESSAGE = "varstream.error.message"
+DLQ_HEADER_TOPIC = "varstream.source.topic"
+DLQ_HEADER_PARTITION = "varstream.source.partition"
+DLQ_HEADER_OFFSET = "varstream.source.offset"
+DLQ_HEADER_TIMESTAMP = "varstream.source.timestamp"
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    """What the pipeline needs of a consumed message (no confluent-kafka types beyond this module)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int  # the message's Kafka timestamp (CreateTime or LogAppendTime)
+
+
+def check_reachable(config: KafkaConfig) -> None:
+    """Fail fast with a clear message when the brokers or the input topics are not there."""
+    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers, **_common(config)})
+    try:
+        metadata = admin.list_topics(timeout=config.connect_timeout_s)
+    except KafkaException as exc:
+        raise ConfigError(
+            f"cannot reach Kafka at kafka.bootstrap_servers = {config.bootstrap_servers!r} "
+            f"within {config.connect_timeout_s:g} s: {exc.args[0]}"
+        ) from exc
+    missing = [t for t in config.input_topics if t not in metadata.topics]
+    if missing:
+        raise ConfigError(
+            f"input topic(s) {missing} do not exist on {config.bootstrap_servers}; "
+            f"existing topics: {sorted(t for t in metadata.topics if not t.startswith('__'))}"
+        )
+
+
+def _common(config: KafkaConfig) -> dict:
+    return {"client.id": f"varstream-{socket.gethostname()}"}
+
+
+class KafkaIO:
+    """The consumer of alerts and the producer of annotations and dead letters, as one unit of delivery."""
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        on_lag: Callable[[str, int, int], None] | None = None,
+        on_assignment_change: Callable[[list[tuple[str, int]], bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.exactly_once = config.delivery == "exactly-once"
+        self._on_lag = on_lag
+        self._on_assignment_change = on_assignment_change
+        self._delivery_errors: list[str] = []
+        consumer_conf = {
+            "bootstrap.servers": config.bootstrap_servers,
+            "group.id": config.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            "statistics.interval.ms": 5000,
+            "stats_cb": self._stats,
+            **_common(config),
+            **config.consumer_config,
+        }
+        if self.exactly_once:
+            consumer_conf["isolation.level"] = "read_committed"
+        producer_conf = {
+            "bootstrap.servers": config.bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **_common(config),
+            **config.producer_config,
+        }
+        if self.exactly_once:
+            producer_conf["transactional.id"] = (
+                config.transactional_id or f"varstream-{config.group_id}-{socket.gethostname()}"
+            )
+        self.consumer = Consumer(consumer_conf)
+        self.producer = Producer(producer_conf)
+        if self.exactly_once:
+            self.producer.init_transactions(config.connect_timeout_s)
+        self.consumer.subscribe(list(config.input_topics), on_assign=self._assigned, on_revoke=self._revoked)
+        self._in_transaction = False
+
+    # -- consuming ----------------------------------------------------------------------------------
+    def consume_batch(self) -> list[InputMessage]:
+        """Up to batch_size messages within batch_timeout_s; non-fatal errors are logged (client retries)."""
+        raw: list[Message] = self.consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+        batch = []
+        for msg in raw:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error (retried by the client): %s", err)
+                continue
+            _ts_type, ts = msg.timestamp()
+            batch.append(
+                InputMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), int(ts))
+            )
+        if batch and self.exactly_once and not self._in_transaction:
+            self.producer.begin_transaction()
+            self._in_transaction = True
+        return batch
+
+    # -- producing ----------------------------------------------------------------------------------
+    def produce(self, topic: str, key: str | bytes | None, value: bytes, headers: list | None = None) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._delivered
+                )
+                break
+            except BufferError:  # local queue full: serve deliveries, then retry
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def dead_letter(self, msg: InputMessage, reason: str, message: str) -> None:
+        headers = [
+            (DLQ_HEADER_REASON, reason.encode()),
+            (DLQ_HEADER_MESSAGE, message.encode("utf-8", "replace")[:4096]),
+            (DLQ_HEADER_TOPIC, msg.topic.encode()),
+            (DLQ_HEADER_PARTITION, str(msg.partition).encode()),
+            (DLQ_HEADER_OFFSET, str(msg.offset).encode()),
+            (DLQ_HEADER_TIMESTAMP, str(msg.timestamp_ms).encode()),
+        ]
+        self.produce(self.config.dead_letter_topic, msg.key, msg.value or b"", headers)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+
+    # -- the one place where delivery guarantees are decided -----------------------------------------
+    def commit(self, batch: Sequence[InputMessage], flush_local_state: Callable[[], None]) -> None:
+        """Make the batch's outputs durable, then move the input offsets past the batch, then local state."""
+        # 1. Wait until every produced record of this batch is acknowledged (or failed).
+        remaining = self.producer.flush(self.config.connect_timeout_s * 4)
+        # 2. Any failure means the batch is not delivered: do not move the offsets.
+        if remaining or self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise DeliveryError(
+                f"{remaining} record(s) undelivered, {len(errors)} failed: {'; '.join(errors[:5])}"
+            )
+        # 3. Commit the input offsets: plain commit, or inside the transaction with the outputs.
+        offsets = next_offsets(batch)
+        if offsets:
+            if self.exactly_once:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), self.config.connect_timeout_s
+                )
+                self.producer.commit_transaction(self.config.connect_timeout_s * 4)
+                self._in_transaction = False
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        # 4. Local state follows the offsets (a crash before this point replays the batch onto old state).
+        flush_local_state()
+
+    def abort(self, batch: Sequence[InputMessage]) -> None:
+        """Exactly-once only: drop the open transaction and rewind to the batch start, to process it again."""
+        if not self.exactly_once or not self._in_transaction:
+            raise DeliveryError("abort() is only possible inside an exactly-once transaction")
+        self.producer.abort_transaction(self.config.connect_timeout_s)
+        self._in_transaction = False
+        firsts: dict[tuple[str, int], int] = {}
+        for m in batch:
+            firsts[(m.topic, m.partition)] = min(m.offset, firsts.get((m.topic, m.partition), m.offset))
+        for (topic, partition), offset in firsts.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def close(self) -> None:
+        try:
+            self.producer.flush(self.config.connect_timeout_s)
+        finally:
+            self.consumer.close()
+
+    # -- callbacks ----------------------------------------------------------------------------------
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", [(p.topic, p.partition) for p in partitions])
+        if self._on_assignment_change:
+            self._on_assignment_change([(p.topic, p.partition) for p in partitions], True)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Batches are committed before the next consume() call, which is where rebalances run:
+        # nothing is in flight here, so revoking loses nothing.
+        log.info("revoked %s", [(p.topic, p.partition) for p in partitions])
+        if self._on_assignment_change:
+            self._on_assignment_change([(p.topic, p.partition) for p in partitions], False)
+
+    def _stats(self, stats_json: str) -> None:
+        if not self._on_lag:
+            return
+        stats = json.loads(stats_json)
+        for topic, tstats in stats.get("topics", {}).items():
+            for pid, pstats in tstats.get("partitions", {}).items():
+                lag = pstats.get("consumer_lag", -1)
+                if int(pid) >= 0 and lag >= 0 and pstats.get("fetch_state") not in (None, "none"):
+                    self._on_lag(topic, int(pid), int(lag))
+
+
+def next_offsets(batch: Sequence[InputMessage]) -> list[TopicPartition]:
+    """The offsets to commit after a batch: one past the highest offset seen per partition."""
+    highest: dict[tuple[str, int], int] = {}
+    for m in batch:
+        key = (m.topic, m.partition)
+        highest[key] = max(m.offset, highest.get(key, -1))
+    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]

@@ -1,0 +1,270 @@
+"""The streaming loop: consume a batch → decode → store → trigger → classify → produce → commit.
+
+Every consumed message ends in exactly one outcome — annotated, skipped (with a counted reason) or
+dead-lettered (with the reason and the original bytes) — so alerts in = annotated + skipped + dead-lettered.
+Alerts are handled one by one in offset order up to the classification step (so the decision for an alert
+does not depend on where batch boundaries fall); the expensive work (period search, inference) is batched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broker.alerts import Alert
+from broker.annotation import build_annotation
+from broker.classify import Outcome, Snapshot, classify_snapshots, timed
+from broker.codecs import SchemaResolver, decode, encode_annotation
+from broker.config import Config
+from broker.errors import DecodeError
+from broker.kafka_io import InputMessage, KafkaIO, check_reachable
+from broker.metrics import Metrics
+from broker.runtime import InferenceRuntime
+from broker.store import LightCurveStore
+from broker.trigger import decide
+
+log = logging.getLogger(__name__)
+
+LATENCY_RESERVOIR = 1_000_000  # end-to-end latencies kept for the run summary
+
+
+@dataclass
+class RunSummary:
+    """What a run did; written as JSON at exit (run.summary_path) and used by `varstream demo`."""
+
+    alerts_in: int = 0
+    annotated: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    dead_lettered: Counter = field(default_factory=Counter)
+    classes: Counter = field(default_factory=Counter)
+    novel: int = 0
+    batches: int = 0
+    first_message_at: float | None = None
+    last_commit_at: float | None = None
+    latencies_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        busy = (self.last_commit_at or 0) - (self.first_message_at or 0)
+        return {
+            "alerts_in": self.alerts_in,
+            "annotated": self.annotated,
+            "skipped": dict(sorted(self.skipped.items())),
+            "dead_lettered": sum(self.dead_lettered.values()),
+            "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+            "classes": dict(sorted(self.classes.items())),
+            "novel": self.novel,
+            "batches": self.batches,
+            "busy_seconds": busy if busy > 0 else 0.0,
+            "throughput_alerts_per_s": self.alerts_in / busy if busy > 0 else 0.0,
+            "accounting_holds": self.alerts_in
+            == self.annotated + sum(self.skipped.values()) + sum(self.dead_lettered.values()),
+        }
+
+
+@dataclass
+class _Pending:
+    """An alert on its way through the batch."""
+
+    msg: InputMessage
+    alert: Alert | None = None
+    snapshot: Snapshot | None = None
+    outcome: Outcome | None = None
+
+
+class Pipeline:
+    """One consumer-group member: owns the Kafka clients, the store and the models."""
+
+    def __init__(self, config: Config, metrics: Metrics, runtime: InferenceRuntime | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.runtime = runtime or InferenceRuntime(config.inference)
+        self.store = LightCurveStore(config.store)
+        self.resolver = SchemaResolver(
+            registry_url=config.kafka.schema_registry_url or None,
+            folders=[Path(d) for d in config.kafka.schema_dirs],
+        )
+        self.summary = RunSummary()
+        self._stop = False
+        self._timer = timed(lambda stage, s: metrics.stage_latency.labels(stage=stage).observe(s))
+        metrics.model_info.info(self.runtime.info)
+        for name in self.runtime.class_names:
+            metrics.annotations_by_class.labels(class_name=name)
+
+    def request_stop(self) -> None:
+        """Finish the batch in hand, deliver, commit, then return from run()."""
+        self._stop = True
+
+    def run(self) -> RunSummary:
+        check_reachable(self.config.kafka)
+        io = KafkaIO(self.config.kafka, on_lag=self._lag, on_assignment_change=self._assignment_changed)
+        idle_since = time.monotonic()
+        try:
+            while not self._stop:
+                with self._timer("consume"):
+                    batch = io.consume_batch()
+                if not batch:
+                    idle = self.config.run.idle_exit_s
+                    if idle > 0 and time.monotonic() - idle_since > idle:
+                        log.info("no messages for %.1f s: stopping", idle)
+                        break
+                    continue
+                idle_since = time.monotonic()
+                self.process(batch, io)
+                limit = self.config.run.max_alerts
+                if limit and self.summary.alerts_in >= limit:
+                    break
+        finally:
+            io.close()
+            self.store.close()
+            self.write_summary()
+        return self.summary
+
+    # -- one batch ----------------------------------------------------------------------------------
+    def process(self, batch: list[InputMessage], io: KafkaIO) -> None:
+        if self.summary.first_message_at is None:
+            self.summary.first_message_at = time.time()
+        self.metrics.batch_size.observe(len(batch))
+        pending = [_Pending(m) for m in batch]
+        with self._timer("decode"):
+            for p in pending:
+                self._decode(p, io)
+        with self._timer("store"):
+            for p in pending:
+                if p.alert is not None:
+                    self._store_and_trigger(p)
+        self._classify([p for p in pending if p.snapshot is not None], io)
+        with self._timer("produce"):
+            annotated = [p for p in pending if p.outcome is not None and p.outcome.classification is not None]
+            for p in annotated:
+                record = build_annotation(
+                    p.alert, p.snapshot.lightcurve, p.outcome, self.runtime, p.msg.timestamp_ms
+                )
+                io.produce(self.config.kafka.output_topic, p.alert.object_id, encode_annotation(record))
+        with self._timer("commit"):
+            io.commit(batch, self._flush_store)
+        self._account(pending, annotated)
+
+    def _decode(self, p: _Pending, io: KafkaIO) -> None:
+        try:
+            if p.msg.value is None:
+                raise DecodeError("undecodable", "message has no value (tombstone)")
+            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver)
+        except DecodeError as exc:
+            self._dead_letter(p, io, exc.reason, str(exc))
+            return
+        except Exception as exc:  # a decoder bug must not stop the stream: the message is kept in the DLQ
+            log.exception("unexpected error decoding %s[%d]@%d", p.msg.topic, p.msg.partition, p.msg.offset)
+            self._dead_letter(p, io, "internal", f"{type(exc).__name__}: {exc}")
+            return
+        for reason, n in p.alert.dropped.items():
+            self.metrics.points_dropped.labels(reason=reason).inc(n)
+
+    def _store_and_trigger(self, p: _Pending) -> None:
+        alert = p.alert
+        state = self.store.merge(alert.object_id, alert.lightcurve)
+        decision = decide(state, alert.mjd, self.config.trigger)
+        if not decision.classify:
+            p.outcome = Outcome(skip_reason=decision.reason)
+            return
+        p.snapshot = Snapshot(alert.object_id, self.store.lightcurve(alert.object_id))
+        self.store.mark_classified(alert.object_id, state.n_points, alert.mjd)
+
+    def _classify(self, todo: list[_Pending], io: KafkaIO) -> None:
+        if not todo:
+            return
+        fap = self.config.trigger.max_false_alarm_probability
+        try:
+            outcomes = classify_snapshots([p.snapshot for p in todo], self.runtime, fap, self._timer)
+        except Exception:
+            # Find the object that breaks the batch; the others are answered, it goes to the DLQ.
+            log.exception("batch classification failed; retrying object by object")
+            outcomes = []
+            for p in todo:
+                try:
+                    outcomes.extend(classify_snapshots([p.snapshot], self.runtime, fap, self._timer))
+                except Exception as exc:
+                    log.exception("classification of %s failed", p.alert.object_id)
+                    self._dead_letter(
+                        p, io, "internal", f"classification failed: {type(exc).__name__}: {exc}"
+                    )
+                    outcomes.append(None)
+        for p, outcome in zip(todo, outcomes, strict=True):
+            if outcome is not None:
+                p.outcome = outcome
+
+    def _dead_letter(self, p: _Pending, io: KafkaIO, reason: str, message: str) -> None:
+        io.dead_letter(p.msg, reason, message)
+        p.outcome = Outcome(skip_reason=f"dead_letter:{reason}")
+
+    def _flush_store(self) -> None:
+        with self._timer("store"):
+            evicted = self.store.evict()
+            if evicted:
+                log.info("evicted %d objects from the store", evicted)
+            self.store.commit()
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def _account(self, pending: list[_Pending], annotated: list[_Pending]) -> None:
+        now = time.time()
+        s, m = self.summary, self.metrics
+        s.batches += 1
+        s.last_commit_at = now
+        s.alerts_in += len(pending)
+        m.alerts_consumed.inc(len(pending))
+        for p in pending:
+            reason = p.outcome.skip_reason if p.outcome is not None else None
+            if p.outcome is not None and p.outcome.classification is not None:
+                continue
+            if reason is None:  # cannot happen: every path above sets an outcome
+                reason = "dead_letter:internal"
+                log.error("alert at %s[%d]@%d got no outcome", p.msg.topic, p.msg.partition, p.msg.offset)
+            if reason.startswith("dead_letter:"):
+                reason = reason.split(":", 1)[1]
+                s.dead_lettered[reason] += 1
+                m.alerts_dead_lettered.labels(reason=reason).inc()
+            else:
+                s.skipped[reason] += 1
+                m.alerts_skipped.labels(reason=reason).inc()
+        names = self.runtime.class_names
+        for p in annotated:
+            c = p.outcome.classification
+            latency = max(0.0, now - p.msg.timestamp_ms / 1000.0)
+            m.end_to_end_latency.observe(latency)
+            if len(s.latencies_s) < LATENCY_RESERVOIR:
+                s.latencies_s.append(latency)
+            cls = names[c.predicted_index]
+            s.classes[cls] += 1
+            m.annotations_by_class.labels(class_name=cls).inc()
+            if c.is_novel:
+                s.novel += 1
+                m.novel_annotations.inc()
+        s.annotated += len(annotated)
+        m.alerts_annotated.inc(len(annotated))
+        if annotated:
+            m.last_annotation_timestamp.set(now)
+        m.store_objects.set(self.store.count())
+
+    def _lag(self, topic: str, partition: int, lag: int) -> None:
+        self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
+        for topic, partition in partitions:
+            if assigned:
+                self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(0)
+            else:
+                with contextlib.suppress(KeyError):  # never reported: nothing to remove
+                    self.metrics.consumer_lag.remove(topic, str(partition))
+
+    def write_summary(self) -> None:
+        path = self.config.run.summary_path
+        if not path:
+            return
+        out = self.summary.as_dict()
+        out["latencies_s"] = self.summary.latencies_s
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(out, indent=1))
