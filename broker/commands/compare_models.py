@@ -20,6 +20,7 @@ import numpy as np
 
 from broker.commands.train import (
     SPLIT_FRACTIONS,
+    add_common_arguments,
     configs_from,
     known_classes,
     load_dataset,
@@ -52,8 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-progress", action="store_true")
+    add_common_arguments(parser)
 
 
 def object_scores(proba: np.ndarray, windows, class_names) -> dict:
@@ -80,12 +80,18 @@ def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     period_config, window_config = configs_from()
     progress = not args.no_progress
-    dataset = load_dataset(args.data, period_config, window_config, progress=progress)
+    dataset = load_dataset(
+        args.data, period_config, window_config, progress=progress, cache_dir=args.cache_dir
+    )
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
     train, val = splits["train"].windows, splits["val"].windows
     config = TrainConfig(
-        epochs=args.epochs, seed=args.seed, max_seconds=60 * args.max_minutes, progress=progress
+        epochs=args.epochs,
+        seed=args.seed,
+        max_seconds=60 * args.max_minutes,
+        progress=progress,
+        device=args.device,
     )
     hp = {k: v for k, v in {"hidden": args.hidden, "depth": args.depth, "kernel": args.kernel}.items() if v}
 
@@ -163,7 +169,7 @@ def _network_predictor(model, run_model):
 
 def _accuracy_vs_points(args, val_split, predictors, classes, progress) -> dict:
     """Object accuracy of each model when every validation object has only its first N points."""
-    from broker.dataset import build_windows
+    from broker.dataset import DEFAULT_CACHE_DIR, build_windows
 
     if not args.points:
         return {}
@@ -173,7 +179,13 @@ def _accuracy_vs_points(args, val_split, predictors, classes, progress) -> dict:
     out = {}
     for n_points in args.points:
         cut = build_windows(
-            objects, period_config, window_config, progress=progress, max_points=n_points, tag="val-first"
+            objects,
+            period_config,
+            window_config,
+            cache_dir=args.cache_dir or DEFAULT_CACHE_DIR,
+            progress=progress,
+            max_points=n_points,
+            tag="val-first",
         )
         windows = cut.windows
         row = {"n_objects": len(objects), "n_objects_with_windows": int((cut.objects["n_windows"] > 0).sum())}

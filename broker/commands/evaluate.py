@@ -19,7 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.commands.train import SPLIT_FRACTIONS, configs_from, load_dataset, set_threads
+from broker.commands.train import (
+    SPLIT_FRACTIONS,
+    add_common_arguments,
+    configs_from,
+    load_dataset,
+    set_threads,
+)
 from broker.errors import BundleError, ConfigError
 
 
@@ -30,9 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--split", choices=("all", "val", "test"), default="all", help="objects to score")
     parser.add_argument("--max-points", type=int, help="use only each object's first N points")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(parser)
 
 
 def load_bundles(bundle_path, novelty_arg):
@@ -79,7 +83,9 @@ def main(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     classifier, novelty = load_bundles(args.bundle, args.novelty_bundle)
     period_config, window_config = configs_from(classifier.period_search, classifier.window)
-    dataset = load_dataset(args.data, period_config, window_config, args.max_points, not args.no_progress)
+    dataset = load_dataset(
+        args.data, period_config, window_config, args.max_points, not args.no_progress, args.cache_dir
+    )
     objects = dataset.objects
     windows = dataset.windows
     if args.split != "all":

@@ -74,19 +74,35 @@ def load_labelled_objects(spec: str):
 
 
 def load_dataset(
-    spec: str, period_config, window_config, max_points: int | None = None, progress: bool = True
+    spec: str,
+    period_config,
+    window_config,
+    max_points: int | None = None,
+    progress: bool = True,
+    cache_dir: Path | None = None,
 ):
     """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache."""
     from broker import dataset
 
     fmt, path = parse_data_spec(spec)
+    cache_dir = cache_dir or dataset.DEFAULT_CACHE_DIR
     configs = {"period_config": period_config, "window_config": window_config, "max_points": max_points}
     if fmt == "crts" and crts_source(path).is_file():
-        return dataset.load_or_build_crts(archive=crts_source(path), progress=progress, **configs)
+        return dataset.load_or_build_crts(
+            archive=crts_source(path), cache_dir=cache_dir, progress=progress, **configs
+        )
     if fmt == "eros":
-        return dataset.load_or_build_eros(folder=path, progress=progress, **configs)
+        return dataset.load_or_build_eros(folder=path, cache_dir=cache_dir, progress=progress, **configs)
     objects = load_labelled_objects(spec)
-    return dataset.build_windows(objects, progress=progress, tag=fmt, **configs)
+    return dataset.build_windows(objects, cache_dir=cache_dir, progress=progress, tag=fmt, **configs)
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every model command shares: threads, device, window cache, progress bars."""
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--cache-dir", type=Path, help="window cache folder (default: <repo>/.cache/windows)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def known_classes(dataset, min_count: int, exclude: list[str]) -> list[str]:
@@ -146,9 +162,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--split-seed", type=int, default=0, help="by-object split seed")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_common_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -160,7 +174,9 @@ def main(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     period_config, window_config = configs_from()
     fmt, _ = parse_data_spec(args.data)
-    dataset = load_dataset(args.data, period_config, window_config, progress=not args.no_progress)
+    dataset = load_dataset(
+        args.data, period_config, window_config, progress=not args.no_progress, cache_dir=args.cache_dir
+    )
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
     config = TrainConfig(

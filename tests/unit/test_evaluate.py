@@ -1,0 +1,95 @@
+"""Metric functions on cases small enough to compute by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.evaluate import (
+    aggregate_by_object,
+    classification_metrics,
+    novelty_metrics,
+    period_recovery,
+    write_report,
+)
+from tests.unit.test_bundle import synthetic_windows
+
+
+def test_classification_metrics_by_hand():
+    # a: 3 objects, 2 right; b: 1 object, right; c: 1 object, predicted a.
+    y_true = ["a", "a", "a", "b", "c"]
+    y_pred = ["a", "a", "b", "b", "a"]
+    m = classification_metrics(y_true, y_pred, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert m["per_class"]["a"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    )
+    assert m["per_class"]["b"] == pytest.approx(
+        {"precision": 1 / 2, "recall": 1.0, "f1": 2 / 3, "support": 1}
+    )
+    assert m["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert m["confusion_matrix"] == {"labels": ["a", "b", "c"], "matrix": [[2, 1, 0], [0, 1, 0], [1, 0, 0]]}
+
+
+def test_classification_metrics_reject_unknown_true_labels():
+    with pytest.raises(ValueError, match=r"\['z'\]"):
+        classification_metrics(["a", "z"], ["a", "a"], ["a", "b"])
+
+
+def test_novelty_metrics_by_hand():
+    is_unseen = np.array([True, True, False, False, False])
+    energy = np.array([5.0, 1.0, 4.0, 0.0, 0.0])
+    m = novelty_metrics(is_unseen, energy, {"p80": 3.0, "p95": 4.5})
+    # p80 flags energies 5 and 4: one unseen of two flagged, one of two unseen found.
+    assert m["p80"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "threshold": 3.0, "n_flagged": 2}
+    )
+    # p95 flags only energy 5: precision 1, recall 1/2, F1 2/3.
+    assert m["p95"]["precision"] == 1.0 and m["p95"]["recall"] == 0.5
+    assert m["p95"]["f1"] == pytest.approx(2 / 3)
+    assert novelty_metrics(is_unseen, energy, {"high": 99.0})["high"]["f1"] == 0.0
+
+
+def test_period_recovery_counts_aliases():
+    catalogue = np.array([1.0, 1.0, 1.0, 1.0, 2.0, np.nan])
+    found = np.array([1.005, 2.0, 0.5, 1.5, 2.03, 1.0])
+    m = period_recovery(found, catalogue, tolerance=0.01)
+    assert m["n"] == 5
+    assert m["within_tolerance"] == pytest.approx(1 / 5)
+    assert (m["double"], m["half"]) == (pytest.approx(1 / 5), pytest.approx(1 / 5))
+    assert m["within_tolerance_or_alias"] == pytest.approx(3 / 5)
+
+
+def test_aggregate_by_object_means_windows_in_first_appearance_order():
+    ids = np.array(["y", "x", "y", "x", "z"], dtype=object)
+    proba = np.array([[1, 0], [0, 1], [0, 1], [0.5, 0.5], [1, 0]], dtype=float)
+    energy = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    scores = aggregate_by_object(ids, proba, np.array(["A", "B", "A", "B", "A"], object), energy)
+    assert list(scores.object_ids) == ["y", "x", "z"]
+    np.testing.assert_allclose(scores.proba, [[0.5, 0.5], [0.25, 0.75], [1, 0]])
+    np.testing.assert_allclose(scores.energy, [2.0, 3.0, 5.0])
+    assert list(scores.n_windows) == [2, 2, 1] and list(scores.labels) == ["A", "B", "A"]
+    assert list(scores.predicted(["A", "B"])) == ["A", "B", "A"]
+
+
+def test_write_report_writes_metrics_and_plots(tmp_path):
+    metrics = classification_metrics(["a", "b"], ["a", "a"], ["a", "b"])
+    written = write_report(
+        tmp_path,
+        metrics,
+        energy_seen=np.array([0.0, 1.0, 2.0]),
+        energy_unseen=np.array([3.0, 4.0]),
+        thresholds={"p80": 1.5, "p95": 2.5},
+        examples=synthetic_windows(6),
+    )
+    assert {p.name for p in written} == {
+        "metrics.json",
+        "confusion_matrix.png",
+        "energy_histogram.png",
+        "example_windows.png",
+    }
+    assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == 0.5
+    assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
