@@ -89,7 +89,7 @@ def test_every_dashboard_query_and_rule_answers_with_data(
         for rule in group["rules"]:
             assert rule["health"] == "ok", f"{rule['name']}: {rule.get('lastError')}"
 
-    # The instance label survives relabelling (a port other than 9464 keeps host:port).
+    # The instance label survives relabelling (a port other than 9108 keeps host:port).
     (up,) = prometheus.query('up{job="varstream"}')
     assert up["metric"]["instance"] == varstream_target
 
