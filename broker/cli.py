@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare-models": ("broker.commands.compare_models", "iTCN vs TCN vs iResNet vs random forest on CRTS"),
     "run": ("broker.commands.run", "run the plugin: alerts in, annotations out"),
     "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
+    "replay": ("broker.commands.replay", "replay survey archives as a ZTF-like or LSST-like alert stream"),
+    "evaluate-stream": ("broker.commands.evaluate_stream", "score a running plugin from its annotations"),
 }
 
 
