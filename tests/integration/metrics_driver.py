@@ -70,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     metrics = Metrics()
-    metrics.model_info.info({"name": "itcn+aegmm", "version": "0.1.0", "device": "cpu"})
+    # the keys of broker.runtime.InferenceRuntime.info
+    metrics.model_info.info(
+        {
+            "classifier_name": "crts-itcn",
+            "classifier_version": "0.1.0",
+            "novelty_name": "crts-aegmm",
+            "novelty_version": "0.1.0",
+            "device": "cpu",
+        }
+    )
     serve(args.port, host=args.host)
     rng = np.random.default_rng(7)
     deadline = time.monotonic() + args.seconds

@@ -23,7 +23,8 @@ from tests.fixtures.prometheus import (
 GRAFANA = REPO / "deploy" / "grafana"
 # Labels a query may select or group by: the bounded label sets of broker.metrics plus Prometheus's own.
 ALLOWED_LABELS = {"job", "instance", "le", "quantile", "stage", "reason", "class_name", "topic", "partition"}
-ALLOWED_LABELS |= {"name", "version", "device", "__name__"}  # varstream_model_info
+# varstream_model_info: the keys of broker.runtime.InferenceRuntime.info
+ALLOWED_LABELS |= {"classifier_name", "classifier_version", "novelty_name", "novelty_version", "device"}
 OBJECT_ID_LIKE = re.compile(r"object_?id|alert_?id|candid|dia_?(object|source)|source_?id", re.IGNORECASE)
 
 
@@ -31,7 +32,7 @@ def exported_names() -> set[str]:
     """Every sample name a varstream process exports: broker.metrics plus prometheus_client's collectors."""
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    metrics.model_info.info({"name": "itcn", "version": "0", "device": "cpu"})
+    metrics.model_info.info({"classifier_name": "itcn", "classifier_version": "0", "device": "cpu"})
     metrics.consumer_lag.labels(topic="t", partition="0").set(0)
     metrics.annotations_by_class.labels(class_name="RRab").inc()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
