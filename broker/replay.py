@@ -48,11 +48,13 @@ SECONDS_PER_DAY = 86400.0
 class Selection:
     """Which objects and points to replay.
 
-    classes: keep only these labels (None: all, unlabelled too); limit: a random sample of this many
-    objects (seeded, in archive order); max_points: the first N detections of each object;
-    time_range: (first, last) MJD, inclusive, applied before max_points.
+    object_ids: keep only these archive ids (e.g. a held-out split); classes: keep only these labels
+    (None: all, unlabelled too); limit: a random sample of this many objects (seeded, in archive order);
+    max_points: the first N detections of each object; time_range: (first, last) MJD, inclusive, applied
+    before max_points.
     """
 
+    object_ids: frozenset[str] | None = None
     classes: tuple[str, ...] | None = None
     limit: int | None = None
     seed: int = 0
@@ -66,7 +68,12 @@ def select_objects(objects: Iterable[LabelledLightCurve], selection: Selection) 
     Objects left with no points after the cuts are dropped (and logged).
     """
     wanted = set(selection.classes) if selection.classes else None
-    candidates = (obj for obj in objects if wanted is None or obj.label in wanted)
+    ids = selection.object_ids
+    candidates = (
+        obj
+        for obj in objects
+        if (wanted is None or obj.label in wanted) and (ids is None or obj.object_id in ids)
+    )
     if selection.limit is not None:
         if selection.limit < 1:
             raise ConfigError(f"limit must be >= 1 object, got {selection.limit}")

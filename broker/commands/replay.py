@@ -57,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pace.add_argument("--speed", type=float, help="archive seconds per wall second (default 1: real time)")
     pace.add_argument("--rate", type=float, help="alerts per second")
     pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing")
+    parser.add_argument("--objects", type=Path, help="replay only these archive ids (file: one per line)")
     parser.add_argument("--classes", help="comma-separated classes to keep")
     parser.add_argument("--limit", type=int, help="replay a random sample of N objects")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sample (default 0)")
@@ -113,6 +114,24 @@ def parse_band_map(text: str | None) -> dict[str, str] | None:
     return band_map
 
 
+def read_object_ids(path: Path | None) -> frozenset[str] | None:
+    """Archive ids from a file: one per line, or a CSV whose header has object_id or archive_id."""
+    from broker.errors import ConfigError
+
+    if path is None:
+        return None
+    try:
+        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"cannot read --objects {path}: {exc}") from exc
+    header = next(csv.reader(lines[:1]), [])
+    column = next((c for c in ("object_id", "archive_id") if c in header), None)
+    ids = [row[column].strip() for row in csv.DictReader(lines)] if column else lines
+    if not ids:
+        raise ConfigError(f"--objects {path} lists no object ids")
+    return frozenset(ids)
+
+
 def make_sink(args: argparse.Namespace):
     from broker.errors import ConfigError
     from broker.replay import FolderSink, KafkaSink
@@ -163,6 +182,7 @@ def main(args: argparse.Namespace) -> int:
     if unused:
         raise ConfigError(f"option(s) {unused} apply to none of the archive formats given")
     selection = Selection(
+        object_ids=read_object_ids(args.objects),
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,
         limit=args.limit,
         seed=args.seed,
@@ -196,7 +216,7 @@ def main(args: argparse.Namespace) -> int:
         "archives": args.archives,
         "sink": sink_name,
         "pace": vars(pace),
-        "selection": vars(selection),
+        "selection": {**vars(selection), "object_ids": len(selection.object_ids or ()) or None},
         "bad_rows": n_bad,
         "read_reports": {a.spec: a.report.summary() for a in archives},
         **stats.as_dict(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from broker.archives.base import open_archive
 from broker.codecs import SchemaResolver, decode
-from broker.errors import ConfigError, DeliveryError
+from broker.errors import ArchiveError, ConfigError, DeliveryError
 from broker.replay import (
     DEFAULT_BAND_MAP,
     HISTORY_DAYS,
@@ -291,3 +292,60 @@ def test_archive_alerts_decode_back_to_the_same_objects_and_photometry(archive, 
         np.testing.assert_allclose(last.mag, lc.mag[window], rtol=0, atol=2e-5)
         np.testing.assert_allclose(last.magerr, lc.magerr[window], rtol=1e-4)
         assert list(last.band) == [DEFAULT_BAND_MAP[str(b)] for b in lc.band[window]]
+
+
+# --------------------------------------------------------------------------------------------- command
+
+
+def run_command(argv: list[str]) -> int:
+    import argparse
+
+    from broker.commands import replay as command
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return command.main(parser.parse_args(argv))
+
+
+def test_selection_by_object_ids():
+    objects = [make_object(f"o{k}", [1.0]) for k in range(5)]
+    chosen = select_objects(objects, Selection(object_ids=frozenset({"o1", "o3", "zz"})))
+    assert [o.object_id for o in chosen] == ["o1", "o3"]
+
+
+def test_the_command_writes_alerts_truth_summary_and_bad_rows(tmp_path):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    (archive / "a.csv").write_text("t,m,e,id\n1.0,15,0.1,A\n2.0,15.1,0.1,A\n3.0,x,0.1,A\n1.5,16,0.1,B\n")
+    (tmp_path / "ids.csv").write_text("object_id,label\nA,EW\n")
+    argv = [f"csv:{archive}", "--time-col", "t", "--mag-col", "m", "--err-col", "e", "--id-col", "id"]
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--to-folder", "--as-fast-as-possible", "--no-progress", "--flavour", "lsst"]
+    with pytest.raises(ArchiveError, match=r"a.csv, line 4: need numbers"):
+        run_command([*argv, *common])
+    assert run_command([*argv, *common, "--skip-bad-rows", "--objects", str(tmp_path / "ids.csv")]) == 0
+    assert len(list((out / "alerts").iterdir())) == 2  # A's two good points; B not selected
+    assert read_rows(out / "bad_rows.csv") == [
+        {
+            "file": str(archive / "a.csv"),
+            "line": "4",
+            "reason": "need numbers in ['t', 'm', 'e'], got '3.0', 'x', '0.1'",
+        }
+    ]
+    summary = json.loads((out / "replay.json").read_text())
+    assert summary["n_alerts"] == 2 and summary["bad_rows"] == 1 and summary["selection"]["object_ids"] == 1
+    assert (out / "schemas").is_dir() and read_rows(out / "truth.csv")[0]["archive_id"] == "A"
+
+
+def test_the_command_checks_its_flags(tmp_path):
+    base = [f"asassn:{FIXTURES / 'asassn'}", "--out", str(tmp_path)]
+    with pytest.raises(ConfigError, match="either --bootstrap and --topic, or --to-folder"):
+        run_command(base)
+    with pytest.raises(ConfigError, match="needs both --bootstrap and --topic"):
+        run_command([*base, "--topic", "t"])
+    with pytest.raises(ConfigError, match=r"--time-range must be MJD0:MJD1"):
+        run_command([*base, "--to-folder", "--time-range", "5"])
+    with pytest.raises(ConfigError, match=r"option\(s\) \['bands'\] apply to none"):
+        run_command([*base, "--to-folder", "--bands", "I"])
+    with pytest.raises(ConfigError, match="--band-map entries must be ARCHIVE=SURVEY"):
+        run_command([*base, "--to-folder", "--as-fast-as-possible", "--band-map", "V:g"])
