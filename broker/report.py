@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -127,8 +128,6 @@ def read_annotations_topic(
 
     Reads by assignment (no consumer group joins, no offsets committed), so it leaves the topic untouched.
     """
-    import time
-
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
     from broker.codecs.annotations import decode_annotation
