@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
     "replay": ("broker.commands.replay", "replay survey archives as a ZTF-like or LSST-like alert stream"),
     "evaluate-stream": ("broker.commands.evaluate_stream", "score a running plugin from its annotations"),
+    "train-pelsvae": ("broker.commands.train_pelsvae", "train/evaluate the PELS-VAE light-curve generator"),
+    "generate": ("broker.commands.generate", "synthetic light curves from the PELS-VAE (CSV or CRTS files)"),
 }
 
 
