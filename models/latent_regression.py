@@ -126,9 +126,14 @@ def _fit_linear(x: np.ndarray, z: np.ndarray, seed: int) -> dict[str, np.ndarray
 
 
 def _fit_mlp(x: np.ndarray, z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
 
-    model = MLPRegressor(random_state=seed, **MLP_SETTINGS).fit(x, z)
+    with warnings.catch_warnings():  # max_iter is a budget here; validation RMSE judges the result
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPRegressor(random_state=seed, **MLP_SETTINGS).fit(x, z)
     arrays = {}
     for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
         arrays[f"w{i}"], arrays[f"b{i}"] = w, b
