@@ -15,15 +15,16 @@ from broker.errors import VarstreamError
 
 # name -> (module, one-line help). Order is the order of `varstream --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("broker.commands.train", "train a classifier (iTCN/TCN/iResNet) or novelty (AE-GMM) bundle"),
-    "evaluate": ("broker.commands.evaluate", "score bundles on a labelled archive (metrics.json + PNGs)"),
-    "compare-models": ("broker.commands.compare_models", "iTCN vs TCN vs iResNet vs random forest on CRTS"),
     "run": ("broker.commands.run", "run the plugin: alerts in, annotations out"),
-    "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
+    "demo": ("broker.commands.demo", "the whole stream on a local Kafka with the default models"),
     "replay": ("broker.commands.replay", "replay survey archives as a ZTF-like or LSST-like alert stream"),
     "evaluate-stream": ("broker.commands.evaluate_stream", "score a running plugin from its annotations"),
     "train-pelsvae": ("broker.commands.train_pelsvae", "train/evaluate the PELS-VAE light-curve generator"),
     "generate": ("broker.commands.generate", "synthetic light curves from the PELS-VAE (CSV or CRTS files)"),
+    "train": ("broker.commands.train", "train a classifier (iTCN/TCN/iResNet) or novelty (AE-GMM) bundle"),
+    "evaluate": ("broker.commands.evaluate", "score bundles on a labelled archive (metrics.json + PNGs)"),
+    "compare-models": ("broker.commands.compare_models", "iTCN vs TCN vs iResNet vs random forest on CRTS"),
+    "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
 }
 
 

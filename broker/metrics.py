@@ -12,8 +12,9 @@ from broker.alerts import DROP_REASONS
 
 NAMESPACE = "varstream"
 
-# Pipeline stages timed per batch (label values of varstream_stage_latency_seconds).
-STAGES = ("consume", "decode", "store", "trigger", "period", "fold", "infer", "produce", "commit")
+# Pipeline stages timed per batch (label values of varstream_stage_latency_seconds). "consume" is the
+# wait for a non-empty batch; "store" covers merging, the trigger decision and the local commit.
+STAGES = ("consume", "decode", "store", "period", "fold", "infer", "produce", "commit")
 # Outcomes of one consumed alert: exactly one per alert (the accounting identity).
 OUTCOMES = ("annotated", "skipped", "dead_lettered")
 # Reasons an alert was consumed but not annotated (label values of varstream_alerts_skipped_total).

@@ -90,6 +90,7 @@ class Pipeline:
         )
         self.summary = RunSummary()
         self._stop = False
+        self._assigned: set[tuple[str, int]] = set()
         self._timer = timed(lambda stage, s: metrics.stage_latency.labels(stage=stage).observe(s))
         metrics.model_info.info(self.runtime.info)
         for name in self.runtime.class_names:
@@ -105,11 +106,15 @@ class Pipeline:
         idle_since = time.monotonic()
         try:
             while not self._stop:
-                with self._timer("consume"):
-                    batch = io.consume_batch()
-                if not batch:
+                started = time.perf_counter()
+                batch = io.consume_batch()
+                if batch:  # idle polls would drown the stage's real cost
+                    self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
+                else:
                     idle = self.config.run.idle_exit_s
-                    if idle > 0 and time.monotonic() - idle_since > idle:
+                    if not self._assigned:  # idle only counts while there is something to read
+                        idle_since = time.monotonic()
+                    elif idle > 0 and time.monotonic() - idle_since > idle:
                         log.info("no messages for %.1f s: stopping", idle)
                         break
                     continue
@@ -196,6 +201,13 @@ class Pipeline:
         for p, outcome in zip(todo, outcomes, strict=True):
             if outcome is not None:
                 p.outcome = outcome
+        windows = sum(
+            p.outcome.classification.windows_used
+            for p in todo
+            if p.outcome is not None and p.outcome.classification is not None
+        )
+        if windows:
+            self.metrics.inference_batch_size.observe(windows)
 
     def _dead_letter(self, p: _Pending, io: KafkaIO, reason: str, message: str) -> None:
         io.dead_letter(p.msg, reason, message)
@@ -253,6 +265,10 @@ class Pipeline:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
 
     def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
+        if assigned:
+            self._assigned.update(partitions)
+        else:
+            self._assigned.difference_update(partitions)
         for topic, partition in partitions:
             if assigned:
                 self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(0)

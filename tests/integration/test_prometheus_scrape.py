@@ -20,14 +20,13 @@ import requests
 from confluent_kafka import Producer
 
 from broker.metrics import DEAD_LETTER_REASONS
-from tests.fixtures.prometheus import (  # noqa: F401  (prometheus_factory is a fixture)
+from tests.fixtures.prometheus import (
     REPO,
     PrometheusServer,
     dashboard_queries,
     expand_grafana_variables,
     free_port,
     metric_names,
-    prometheus_factory,
     rule_expressions,
 )
 
@@ -126,7 +125,7 @@ def varstream_target(
 
 
 @pytest.fixture(scope="module")
-def scraping_prometheus(prometheus_factory, varstream_target: str) -> Iterator[PrometheusServer]:  # noqa: F811
+def scraping_prometheus(prometheus_factory, varstream_target: str) -> Iterator[PrometheusServer]:
     """Prometheus once the target has annotated something and every recording rule has a value."""
     prometheus = prometheus_factory([varstream_target])
     prometheus.wait_for('up{job="varstream"} == 1')
