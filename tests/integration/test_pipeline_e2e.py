@@ -242,3 +242,37 @@ def foreign_container() -> bytes:
     schema = {"type": "record", "name": "Other", "fields": [{"name": "a", "type": "int"}]}
     fastavro.writer(buf, fastavro.parse_schema(schema), [{"a": 1}])
     return buf.getvalue()
+
+
+def test_exactly_once_survives_sigkill_without_duplicates(kafka, new_topic, crts_objects, tmp_path):
+    """delivery = exactly-once: outputs and input offsets commit in one Kafka transaction, so after a
+    SIGKILL and restart a read_committed consumer sees every expected annotation exactly once."""
+    objects = crts_objects[:40]
+    src, out, dlq = topics(kafka, new_topic)
+    replay_into(kafka, src, objects, "ztf", tmp_path)
+    run = write_config(
+        tmp_path / "eos.toml",
+        kafka.bootstrap_servers,
+        src,
+        out,
+        dlq,
+        "g-eos",
+        tmp_path / "eos.sqlite",
+        batch_size=50,
+        kafka_extra='delivery = "exactly-once"\ntransactional_id = "varstream-test-eos"\n'
+        'consumer_config = { "session.timeout.ms" = 6000 }',
+    )
+    expected = expected_alert_keys(tmp_path / "truth.csv")
+    run.start()
+    deadline = time.time() + 120
+    while len(read_topic(kafka.bootstrap_servers, out, timeout=1)) < len(expected) // 4:
+        assert time.time() < deadline and run.process.poll() is None, run.log_tail()
+        time.sleep(0.2)
+    run.process.send_signal(signal.SIGKILL)
+    run.process.wait(30)
+    assert run.start().wait() == 0, run.log_tail()
+    records = read_annotations(kafka.bootstrap_servers, out)  # read_committed
+    keys = [(r["objectId"], r["n_points"]) for r in records]
+    assert len(keys) == len(set(keys)), "a committed duplicate: the transaction did not fence the dead run"
+    assert set(keys) == expected
+    assert committed_lag(kafka.bootstrap_servers, "g-eos", src) == 0
