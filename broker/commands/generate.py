@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-days", type=float, help="time span of regular/random cadences")
     parser.add_argument("--step-days", type=float, help="spacing of the regular cadence")
     parser.add_argument("--years", type=float, help="survey length (lsst/ztf cadences)")
-    parser.add_argument("--times-from", help="FORMAT:PATH archive or a CSV with an MJD column (lightcurve)")
+    parser.add_argument(
+        "--times-from", help="FORMAT:PATH archive, or one light curve's CSV with an MJD column"
+    )
     parser.add_argument("--noise", default="auto", help="magnitude error [mag], 0, or auto (catalogue)")
     parser.add_argument("--latent-scatter", type=float, default=1.0, help="x regression residual; 0: none")
     parser.add_argument("--band", default="V", help="band name written with every point")
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def times_pool(spec: str) -> tuple[np.ndarray, ...]:
-    """Times of real light curves: every object of a FORMAT:PATH archive, or one CSV's MJD column."""
+    """Times of real light curves: every object of a FORMAT:PATH archive, or the MJD column of one light
+    curve's CSV (e.g. a CRTS <ID>-<CLASS>.csv)."""
     path = Path(spec)
     if path.suffix == ".csv" and path.is_file():
         import pandas as pd

@@ -349,6 +349,7 @@ def _plot_grid(path: Path, bundle, searched, real: dict, data: dict, per_class: 
     import matplotlib.pyplot as plt
 
     from broker.generate import search_and_fold
+    from broker.period import centre_bands
 
     labels = [c for c in bundle.class_names if real.get(c, {}).get("test")]
     fig, axes = plt.subplots(len(labels), 2 * per_class, figsize=(2.2 * 2 * per_class, 1.6 * len(labels)))
@@ -364,11 +365,12 @@ def _plot_grid(path: Path, bundle, searched, real: dict, data: dict, per_class: 
         for col, (obj, period, kind) in enumerate(items[: 2 * per_class]):
             ax = axes[row, col]
             lc = obj.lightcurve
+            mag = centre_bands(lc)  # EROS: B and R on one zero point, as the plugin folds them
             if np.isfinite(period):
                 phase = ((lc.mjd - lc.mjd[0]) / period) % 1.0
                 ax.plot(
                     np.r_[phase, phase + 1],
-                    np.r_[lc.mag, lc.mag],
+                    np.r_[mag, mag],
                     ".",
                     ms=1.5,
                     color="k" if kind == "real" else "tab:blue",
