@@ -258,9 +258,9 @@ def train_pelsvae(
         val_loss = _evaluate_loss(model, val, class_names, config) / config.seq_len
         entry = {
             "epoch": epoch + 1,
-            "train_loss_per_point": round(sums[0] / steps_per_epoch, 5),
-            "train_reconstruction_per_point": round(sums[1] / steps_per_epoch, 5),
-            "train_kl": round(sums[2] / steps_per_epoch, 4),
+            "train_loss_per_point": round(float(sums[0]) / steps_per_epoch, 5),
+            "train_reconstruction_per_point": round(float(sums[1]) / steps_per_epoch, 5),
+            "train_kl": round(float(sums[2]) / steps_per_epoch, 4),
             "val_loss_per_point": round(val_loss, 5),
             "lr": optimiser.param_groups[0]["lr"],
             "seconds": round(time.monotonic() - start, 1),
@@ -328,12 +328,13 @@ def fit_regression(
 
 def class_catalogue(seqs: PhaseSequences, seed: int = 0) -> dict[str, np.ndarray]:
     """class → (≤ CATALOGUE_ROWS_PER_CLASS, P + 1) per-object medians of [PARAMS..., noise] (training set)."""
+    import pandas as pd
+
     rng = np.random.default_rng(seed)
-    rows_by_class: dict[str, list] = {}
-    columns = np.column_stack([seqs.params, seqs.noise])
-    for object_id in dict.fromkeys(seqs.object_ids):
-        mask = seqs.object_ids == object_id
-        rows_by_class.setdefault(str(seqs.labels[mask][0]), []).append(np.median(columns[mask], axis=0))
+    table = pd.DataFrame(np.column_stack([seqs.params, seqs.noise]))
+    table["object_id"], table["label"] = seqs.object_ids.astype(str), seqs.labels.astype(str)
+    medians = table.groupby(["label", "object_id"], sort=True).median()
+    rows_by_class = {label: group.to_numpy() for label, group in medians.groupby(level="label")}
     catalogue = {}
     for label, rows in sorted(rows_by_class.items()):
         rows = np.asarray(rows)

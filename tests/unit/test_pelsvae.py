@@ -29,6 +29,7 @@ from models.pelsvae import (
 from models.pelsvae_train import (
     PelsVaeTrainConfig,
     batch_tensors,
+    class_catalogue,
     onehot,
     sequences_from_windows,
 )
@@ -153,6 +154,16 @@ def test_alignment_puts_the_brightest_phase_at_zero():
         assert min(brightest, 1 - brightest) < 0.03
     assert np.allclose(seqs.params[:, 0], -0.2) and np.allclose(seqs.params[:, 2], 15.0)
     assert np.allclose(seqs.noise, 0.01, rtol=1e-3)
+
+
+def test_catalogue_has_one_row_per_training_object():
+    seqs = sequences_from_windows(sine_windows(n=6))
+    seqs.object_ids[:] = np.array(["a", "a", "b", "b", "c", "c"], object)
+    seqs.labels[4:] = "EW"
+    catalogue = class_catalogue(seqs)
+    assert sorted(catalogue) == ["EW", "RRab"]
+    assert catalogue["RRab"].shape == (2, len(PARAMS) + 1) and catalogue["EW"].shape == (1, len(PARAMS) + 1)
+    assert np.allclose(catalogue["EW"][0, : len(PARAMS)], np.median(seqs.params[4:], axis=0))
 
 
 # --------------------------------------------------------------------------------- training on real data
