@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from broker.codecs import write_schema_folder
 from broker.demo import DEFAULT_CRTS, start_plugin, wait_until_consuming
 from broker.local_kafka import LocalKafka
 from broker.replay import KafkaSink, Selection, replay
@@ -64,6 +65,8 @@ def _arm(kafka: LocalKafka, objects, name: str, batch_size: int, flavour: str, s
         batch_size,
         flavour,
     )
+    if flavour == "lsst":  # the plugin must be able to resolve the replay's schema id from the start
+        write_schema_folder(scratch)
     plugin = start_plugin(cfg, cfg.with_suffix(".log"))
     try:
         wait_until_consuming(kafka.bootstrap_servers, f"g-{name}-{flavour}", plugin)
