@@ -414,7 +414,7 @@ def _plot_sequence(path: Path, bundle, label: str, param: int, steps: int = 6) -
     ax.invert_yaxis()
     ax.set_xlabel("phase")
     ax.set_ylabel("mag - mean")
-    ax.set_title(f"{bundle.name}: {label} along {PARAMS[param]} (other parameters at the class median)")
+    ax.set_title(f"{label} along {PARAMS[param]}, others at the class median ({bundle.name})", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
