@@ -89,7 +89,16 @@ class CadenceSpec:
 
 
 def make_times(spec: CadenceSpec, rng: np.random.Generator) -> np.ndarray:
-    """Sorted (m,) float64 MJDs of one light curve."""
+    """Sorted (m,) float64 MJDs of one light curve (m >= 2)."""
+    times = _times(spec, rng)
+    if len(times) < 2:
+        raise ConfigError(
+            f"cadence {spec.kind} gave {len(times)} points; lengthen it (years, n_points, times)"
+        )
+    return times
+
+
+def _times(spec: CadenceSpec, rng: np.random.Generator) -> np.ndarray:
     if spec.kind == "regular":
         step = spec.step_days or spec.baseline_days / spec.n_points
         return spec.start_mjd + step * np.arange(spec.n_points)

@@ -65,6 +65,10 @@ def test_bad_cadences_are_refused():
         CadenceSpec("random", n_points=1)
     with pytest.raises(ConfigError, match="lightcurve"):
         CadenceSpec("lightcurve", n_points=None)
+    with pytest.raises(ConfigError, match="gave 1 points"):
+        make_times(
+            CadenceSpec("lightcurve", n_points=None, times_pool=(np.array([3.0]),)), np.random.default_rng()
+        )
 
 
 def test_generated_objects_carry_their_truth():
