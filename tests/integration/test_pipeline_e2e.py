@@ -276,3 +276,48 @@ def test_exactly_once_survives_sigkill_without_duplicates(kafka, new_topic, crts
     assert len(keys) == len(set(keys)), "a committed duplicate: the transaction did not fence the dead run"
     assert set(keys) == expected
     assert committed_lag(kafka.bootstrap_servers, "g-eos", src) == 0
+
+
+def test_two_instances_in_one_group_share_the_stream(kafka, new_topic, crts_objects, tmp_path):
+    """Scale-out: objects are keyed to partitions, so each instance sees whole objects and together they
+    answer every eligible alert exactly once."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    src, out, dlq = new_topic(partitions=4), new_topic(), new_topic()
+    runs = [
+        write_config(
+            tmp_path / f"i{k}.toml",
+            kafka.bootstrap_servers,
+            src,
+            out,
+            dlq,
+            "g-scale",
+            tmp_path / f"i{k}.sqlite",
+            idle_exit_s=6.0,
+        ).start()
+        for k in range(2)
+    ]
+    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
+    deadline = time.time() + 180
+    while True:  # both members joined and hold partitions before the stream starts
+        (future,) = admin.describe_consumer_groups(["g-scale"]).values()
+        try:
+            group = future.result()
+            members = [m for m in group.members if m.assignment.topic_partitions]
+            if group.state == ConsumerGroupState.STABLE and len(members) == 2:
+                break
+        except Exception:
+            pass
+        assert time.time() < deadline and all(r.process.poll() is None for r in runs), runs[0].log_tail()
+        time.sleep(0.5)
+    replay_into(kafka, src, crts_objects[:80], "ztf", tmp_path)
+    for r in runs:
+        assert r.wait() == 0, r.log_tail()
+    summaries = [r.summary() for r in runs]
+    assert all(s["alerts_in"] > 0 for s in summaries), "both instances must take part"
+    assert sum(s["alerts_in"] for s in summaries) == 80 * MAX_POINTS
+    records = read_annotations(kafka.bootstrap_servers, out)
+    keys = [(r["objectId"], r["n_points"]) for r in records]
+    assert len(keys) == len(set(keys)) == sum(s["annotated"] for s in summaries)
+    assert set(keys) == expected_alert_keys(tmp_path / "truth.csv")
