@@ -4,7 +4,8 @@ Common to both: fixed seeds; batches of one true length at a time (a length-grou
 circular convolution or GRU ever reads zero padding); augmentation that turns a window into a young
 object's window by keeping a random subset of a bucket's number of its points (re-standardised as
 `broker.folding` does); class-weighted cross entropy against CRTS's imbalance; Adam; LR ×0.1 when the
-validation accuracy plateaus; early stopping on object-level validation accuracy with the best weights kept.
+validation loss plateaus (object-level cross entropy: smoother than the accuracy, so the LR does not drop on
+noise); early stopping on object-level validation accuracy with the best weights kept.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 0.005
     lr_aegmm: float = 0.002
-    plateau_patience: int = 2
-    early_stopping_patience: int = 6
+    plateau_patience: int = 4
+    early_stopping_patience: int = 10
     min_lr: float = 1e-5
     buckets: tuple[int, ...] = (50, 100, 150, 200)
     crop_probability: float = 0.3
@@ -194,10 +195,16 @@ def aux_statistics(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------------------------------ training
 
 
-def object_accuracy(prediction: Prediction, windows: Windows, class_names: Sequence[str]) -> float:
-    """Accuracy of object predictions (mean window probabilities) against the windows' labels."""
+def object_scores(
+    prediction: Prediction, windows: Windows, class_names: Sequence[str]
+) -> tuple[float, float]:
+    """(accuracy, mean log loss) of object predictions (mean window probabilities) against the labels."""
     scores = aggregate_by_object(windows.object_ids, prediction.proba, windows.labels)
-    return float(np.mean(scores.predicted(class_names) == scores.labels))
+    accuracy = float(np.mean(scores.predicted(class_names) == scores.labels))
+    lookup = {name: i for i, name in enumerate(class_names)}
+    truth = np.array([lookup[str(label)] for label in scores.labels])
+    picked = scores.proba[np.arange(len(truth)), truth]
+    return accuracy, float(-np.mean(np.log(np.clip(picked, 1e-12, None))))
 
 
 def _fit(
@@ -217,7 +224,7 @@ def _fit(
     rng = np.random.default_rng(config.seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser, mode="max", factor=0.1, patience=config.plateau_patience, min_lr=config.min_lr
+        optimiser, mode="min", factor=0.1, patience=config.plateau_patience, min_lr=config.min_lr
     )
     targets = label_indices(train, class_names)
     best_state, stale, start = None, 0, time.monotonic()
@@ -238,11 +245,12 @@ def _fit(
             optimiser.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        accuracy = object_accuracy(run_model(model, kind, val, device, 1024), val, class_names)
-        scheduler.step(accuracy)
+        accuracy, val_loss = object_scores(run_model(model, kind, val, device, 1024), val, class_names)
+        scheduler.step(val_loss)
         entry = {
             "epoch": epoch + 1,
             "train_loss": round(float(np.mean(losses)), 5),
+            "val_object_loss": round(val_loss, 5),
             "val_object_accuracy": round(accuracy, 5),
             "lr": optimiser.param_groups[0]["lr"],
             "seconds": round(time.monotonic() - start, 1),

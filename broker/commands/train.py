@@ -160,7 +160,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 0.005 / AE-GMM 0.002)")
-    parser.add_argument("--patience", type=int, default=6, help="early-stopping patience in epochs")
+    parser.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
+    parser.add_argument("--plateau-patience", type=int, default=4, help="epochs without gain before LR x0.1")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--class-weighting", choices=("sqrt", "inverse", "none"), default="sqrt")
     parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
@@ -188,6 +189,7 @@ def main(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         early_stopping_patience=args.patience,
+        plateau_patience=args.plateau_patience,
         class_weighting=args.class_weighting,
         seed=args.seed,
         device=args.device,
