@@ -47,8 +47,8 @@ DEFAULT_HYPERPARAMETERS = {
     "n_harmonics": 3,
     "dropout": 0.0,
 }
-# Decoding: requested phases are cut into interleaved chunks of at most this many (the training lengths),
-# and sets shorter than MIN_DECODE_POINTS are filled up with uniform phases that are then dropped.
+# Decoding defaults (a bundle uses its training min_len / seq_len): requested phases are cut into interleaved
+# chunks of at most MAX_DECODE_POINTS; sets shorter than MIN_DECODE_POINTS get uniform filler phases.
 MAX_DECODE_POINTS = 100
 MIN_DECODE_POINTS = 32
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
@@ -242,6 +242,11 @@ class PelsVaeBundle:
         self.regression = regression
         self.catalogue = {k: np.asarray(v, np.float64) for k, v in catalogue.items()}
         self.metadata = dict(metadata)
+        training = self.metadata.get("training", {})  # decode at the densities the decoder was trained on
+        self.decode_points = (
+            int(training.get("min_len", MIN_DECODE_POINTS)),
+            int(training.get("seq_len", MAX_DECODE_POINTS)),
+        )
 
     def __repr__(self) -> str:
         return f"PelsVaeBundle({self.name!r}, version={self.version!r}, classes={self.class_names})"
@@ -275,13 +280,15 @@ class PelsVaeBundle:
     def decode(self, z: np.ndarray, class_name: str, params: np.ndarray, phases: np.ndarray) -> np.ndarray:
         """Standardised magnitudes (n, m) of latents z (n, latent) at phases (n, m), any m ≥ 1.
 
-        Each row's phases are sorted and cut into interleaved chunks of ≤ MAX_DECODE_POINTS (each spans the
-        whole cycle, at a density the decoder saw in training); short sets get uniform filler phases.
+        Each row's phases are sorted and cut into interleaved chunks of at most the training sequence length
+        (each spans the whole cycle, at a density the decoder saw in training); sets shorter than the
+        shortest training sequence get uniform filler phases.
         """
         phases = np.mod(np.atleast_2d(np.asarray(phases, np.float64)), 1.0)
         n, m = phases.shape
-        n_chunks = max(1, math.ceil(m / MAX_DECODE_POINTS))
-        per_chunk = max(math.ceil(m / n_chunks), MIN_DECODE_POINTS)
+        fewest, most = self.decode_points
+        n_chunks = max(1, math.ceil(m / most))
+        per_chunk = max(math.ceil(m / n_chunks), fewest)
         order = np.argsort(phases, axis=1, kind="stable")
         filled = np.empty((n, n_chunks * per_chunk))
         filled[:, :m] = np.take_along_axis(phases, order, axis=1)
