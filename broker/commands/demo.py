@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="FORMAT:PATH",
-        help="any archive `varstream replay` reads "
-        "(default: CRTS in ../shared/data, else a synthetic stream)",
+        help="any archive `varstream replay` reads, or 'synthetic' (PELS-VAE); "
+        "default: CRTS in ../shared/data, else synthetic",
     )
     parser.add_argument("--limit", type=int, default=60, help="objects to replay (default: 60)")
     parser.add_argument(
