@@ -8,6 +8,7 @@ windows' probabilities (and energies), as the runtime does.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +48,21 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], class_n
     return {
         "n": len(y_true),
         "accuracy": float(np.mean(y_true == y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": _balanced_accuracy(y_true, y_pred),
         "per_class": per_class,
         "confusion_matrix": {
             "labels": labels,
             "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
         },
     }
+
+
+def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean recall over the classes present in y_true (sklearn's warning about other predicted classes,
+    expected when a small set lacks some classes, is silenced)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def novelty_metrics(is_unseen: np.ndarray, energy: np.ndarray, thresholds: dict[str, float]) -> dict:

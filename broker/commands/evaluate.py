@@ -50,11 +50,12 @@ def load_bundles(bundle_path, novelty_arg):
 
     try:
         classifier = load_bundle(bundle_path or DEFAULT_CLASSIFIER_BUNDLE)
-        novelty = None
-        if novelty_arg is None and classifier.kind == "novelty":
-            novelty = classifier
-        elif str(novelty_arg).lower() != "none":
-            novelty = load_bundle(novelty_arg or DEFAULT_NOVELTY_BUNDLE)
+        if novelty_arg is None:
+            novelty = classifier if classifier.kind == "novelty" else load_bundle(DEFAULT_NOVELTY_BUNDLE)
+        elif str(novelty_arg).lower() == "none":
+            novelty = None
+        else:
+            novelty = load_bundle(novelty_arg)
     except BundleFormatError as err:
         raise BundleError(str(err)) from err
     if novelty is not None:

@@ -91,3 +91,15 @@ def test_train_evaluate_compare_end_to_end(crts_sample, tmp_path, restore_torch_
     assert set(comparison["accuracy_vs_points"]["100"]) >= {"itcn", "rf", "n_objects"}
     assert comparison["novelty"]["n_unseen"] == SAMPLE["RS_CVn"]
     assert "| itcn |" in (compare / "comparison.md").read_text()
+
+
+def test_evaluate_defaults_to_the_shipped_bundle_pair(crts_sample, tmp_path, restore_torch_threads):
+    """Without --bundle/--novelty-bundle the shipped CRTS pair is used, and it knows these classes well."""
+    report = tmp_path / "shipped"
+    varstream("evaluate", "--data", f"crts:{crts_sample}", "--out", report, "--threads", 1, "--no-progress",
+              "--cache-dir", tmp_path / "cache")  # fmt: skip
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["classifier"]["name"] == "crts-itcn"
+    assert metrics["novelty"]["bundle"]["name"] == "crts-aegmm"
+    assert metrics["n_objects_classified"] == sum(n for label, n in SAMPLE.items() if label != "RS_CVn")
+    assert metrics["accuracy"] > 0.6
