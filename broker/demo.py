@@ -44,9 +44,8 @@ class DemoOptions:
 
 
 def held_out_ids(bundle_metadata: dict) -> set[str] | None:
-    """Archive ids the bundle kept out of training (its test split), when the bundle records them."""
-    split = bundle_metadata.get("split") or bundle_metadata.get("training", {}).get("split") or {}
-    ids = split.get("test_ids") or split.get("test")
+    """Archive ids the bundle kept out of training and tuning (its test split), when it records them."""
+    ids = bundle_metadata.get("data", {}).get("split", {}).get("test_ids")
     return {str(i) for i in ids} if isinstance(ids, list) else None
 
 

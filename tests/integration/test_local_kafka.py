@@ -1,6 +1,5 @@
 """The local Apache Kafka serves what the pipeline needs: groups, rebalances, transactions, a clean stop."""
 
-
 from __future__ import annotations
 
 import time
