@@ -71,3 +71,29 @@ def test_every_arch_maps_any_length_to_class_logits(arch):
 def test_unknown_arch_is_named():
     with pytest.raises(ValueError, match="'lstm'"):
         build_classifier("lstm", 3)
+
+
+def test_training_subsample_equals_folding_the_kept_points():
+    """The young-object augmentation must build the window `broker.folding` would build from those points
+    (up to a cyclic shift: the fold's phase origin is the first kept time)."""
+    import numpy as np
+
+    from broker.folding import fold_window
+    from models.train import subsample_window
+
+    rng = np.random.default_rng(4)
+    mjd = np.sort(rng.uniform(0, 500, 200))
+    mag = 15 + 0.4 * np.sin(2 * np.pi * mjd / 0.61) + rng.normal(0, 0.05, 200)
+    magerr = rng.uniform(0.02, 0.08, 200)
+    steps, aux = fold_window(mjd, mag, magerr, 0.61)
+    x = np.zeros((200, 3), np.float32)
+    x[:] = steps
+    got, got_aux = subsample_window(x, aux, 200, 50, np.random.default_rng(9))
+    # Recover which points were kept: the same generator call picks the same phase-order indices.
+    chosen = np.sort(np.random.default_rng(9).choice(200, 50, replace=False))
+    phase_order = np.argsort(((mjd - mjd[0]) / 0.61) % 1.0, kind="stable")
+    kept = np.sort(phase_order[chosen])  # back to time order
+    want, want_aux = fold_window(mjd[kept], mag[kept], magerr[kept], 0.61)
+    np.testing.assert_allclose(got_aux, want_aux, rtol=1e-5)
+    shift = int(np.argmin([np.abs(np.roll(got[:, 1], s) - want[:, 1]).sum() for s in range(50)]))
+    np.testing.assert_allclose(np.roll(got, shift, axis=0), want, atol=1e-4)
