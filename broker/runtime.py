@@ -123,7 +123,8 @@ class InferenceRuntime:
             kwargs = {}
             if energy is not None:
                 e = float(np.mean(energy[sl]))
-                percentile = float(self.novelty.energy_percentile(np.array([e]))[0])
+                length = int(per_object[i].lengths.max())  # an object's windows share one length
+                percentile = float(self.novelty.energy_percentile(np.array([e]), np.array([length]))[0])
                 kwargs = dict(
                     novelty_energy=e,
                     novelty_percentile=percentile,

@@ -110,6 +110,7 @@ class Bundle:
         model: torch.nn.Module,
         novelty_thresholds: dict[str, float] | None = None,
         energy_quantiles: np.ndarray | None = None,
+        energy_quantiles_by_length: dict[int, np.ndarray] | None = None,
     ) -> None:
         if kind not in KINDS:
             raise BundleFormatError(f"bundle kind must be one of {KINDS}, got {kind!r}")
@@ -125,6 +126,10 @@ class Bundle:
         self.model = model.eval()
         self.novelty_thresholds = dict(novelty_thresholds) if novelty_thresholds else {}
         self.energy_quantiles = None if energy_quantiles is None else np.asarray(energy_quantiles, float)
+        self.energy_quantiles_by_length = {
+            int(length): np.asarray(table, float)
+            for length, table in (energy_quantiles_by_length or {}).items()
+        }
         self._device = torch.device("cpu")
         self.model.to(self._device)
 
@@ -144,12 +149,30 @@ class Bundle:
             self._device = target
         return run_model(self.model, self.kind, windows, target, batch_size)
 
-    def energy_percentile(self, energy: np.ndarray) -> np.ndarray:
-        """Percentile (0–100) of each energy among the training energies (interpolated between quantiles)."""
+    def energy_percentile(self, energy: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Percentile (0–100) of each energy among the training energies (interpolated between quantiles).
+
+        With `lengths` (the window length behind each energy) and per-length tables, each energy is ranked
+        among training windows cut to the same length: a young object's short window has a higher energy
+        than a full one, and ranked against full windows nearly every young object would look novel.
+        """
         if self.energy_quantiles is None:
             raise BundleFormatError(f"bundle {self.name!r} ({self.kind}) has no training energies")
-        levels = np.linspace(0.0, 100.0, len(self.energy_quantiles))
-        return np.interp(np.asarray(energy, np.float64), self.energy_quantiles, levels)
+        energy = np.asarray(energy, np.float64)
+        out = _rank(energy, self.energy_quantiles)
+        if lengths is not None and self.energy_quantiles_by_length:
+            calibrated = np.array(sorted(self.energy_quantiles_by_length))
+            lengths = np.broadcast_to(np.asarray(lengths), energy.shape)
+            for length in np.unique(lengths):
+                fitting = calibrated[calibrated <= length]
+                table = self.energy_quantiles_by_length[int(fitting[-1] if fitting.size else calibrated[0])]
+                mask = lengths == length
+                out[mask] = _rank(energy[mask], table)
+        return out
+
+
+def _rank(energy: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    return np.interp(energy, quantiles, np.linspace(0.0, 100.0, len(quantiles)))
 
 
 def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:
@@ -183,6 +206,10 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
         document["novelty"] = {
             "thresholds": bundle.novelty_thresholds,
             "energy_quantiles": [float(q) for q in bundle.energy_quantiles],
+            "energy_quantiles_by_length": {
+                str(length): [float(q) for q in table]
+                for length, table in bundle.energy_quantiles_by_length.items()
+            },
         }
     (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
     return path
@@ -236,6 +263,7 @@ def load_bundle(path: str | Path) -> Bundle:
         model=model,
         novelty_thresholds=novelty.get("thresholds"),
         energy_quantiles=None if not novelty else np.asarray(novelty["energy_quantiles"], np.float64),
+        energy_quantiles_by_length=(novelty or {}).get("energy_quantiles_by_length"),
     )
 
 

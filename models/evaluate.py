@@ -296,6 +296,10 @@ class Evaluation:
     thresholds: dict[str, float] | None = None
 
 
+# Novelty is reported at the paper's two operating points: above the 80th and 95th training percentile.
+PERCENTILE_THRESHOLDS = {"p80": 80.0, "p95": 95.0}
+
+
 def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "cpu") -> Evaluation:
     """Score labelled windows with `classifier` (a Bundle; a novelty bundle also classifies).
 
@@ -319,12 +323,19 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
     energy = novelty.predict(windows, device).energy
     scores = aggregate_by_object(windows.object_ids, np.zeros((len(windows), 1)), windows.labels, energy)
     is_unseen = ~np.isin(scores.labels.astype(str), class_names)
+    # As the plugin does: an object's mean window energy, ranked among training windows of its length.
+    longest = {}
+    for object_id, length in zip(windows.object_ids, windows.lengths, strict=True):
+        longest[object_id] = max(int(length), longest.get(object_id, 0))
+    lengths = np.array([longest[o] for o in scores.object_ids])
+    percentile = novelty.energy_percentile(scores.energy, lengths)
     metrics["novelty"] = {
         "bundle": {"name": novelty.name, "version": novelty.version},
         "n_seen": int((~is_unseen).sum()),
         "n_unseen": int(is_unseen.sum()),
         "unseen_classes": sorted(set(map(str, scores.labels[is_unseen]))),
-        **novelty_metrics(is_unseen, scores.energy, novelty.novelty_thresholds),
+        "threshold_units": "percentile of training energies (per window length)",
+        **novelty_metrics(is_unseen, percentile, PERCENTILE_THRESHOLDS),
     }
     return Evaluation(
         metrics,

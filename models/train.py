@@ -20,7 +20,14 @@ import torch
 from tqdm import tqdm
 
 from models import aegmm, itcn
-from models.bundle import Bundle, Prediction, resolve_device, run_model, training_energy_summary
+from models.bundle import (
+    N_ENERGY_QUANTILES,
+    Bundle,
+    Prediction,
+    resolve_device,
+    run_model,
+    training_energy_summary,
+)
 from models.evaluate import aggregate_by_object
 from models.windows import Windows
 
@@ -106,6 +113,34 @@ class TrainResult:
             novelty_thresholds=thresholds,
             energy_quantiles=quantiles,
         )
+
+
+def energy_quantiles_by_length(
+    model: torch.nn.Module, windows: Windows, buckets: Sequence[int], seed: int = 0, max_windows: int = 4000
+) -> dict[int, np.ndarray]:
+    """Quantiles of an AE-GMM's energies on training windows cut to each bucket length.
+
+    A young object's window holds fewer points (a bucket length) and scores higher energies than the full
+    windows most training energies come from; novelty is ranked per length against these tables
+    (`Bundle.energy_percentile(energy, lengths)`). Windows are cut as training cuts them (`subsample_window`).
+    """
+    rng = np.random.default_rng(seed)
+    model.eval()
+    tables = {}
+    for length in sorted(int(b) for b in buckets):
+        index = np.flatnonzero(np.asarray(windows.lengths) >= length)
+        if not len(index):
+            continue
+        if len(index) > max_windows:
+            index = np.sort(rng.choice(index, max_windows, replace=False))
+        energies = []
+        for start in range(0, len(index), 256):
+            x, aux = batch_arrays(windows, index[start : start + 256], length, rng)
+            with torch.inference_mode():
+                out = model(torch.as_tensor(x), torch.as_tensor(aux))
+                energies.append(model.energy(out.z).double().numpy())
+        tables[length] = np.percentile(np.concatenate(energies), np.linspace(0.0, 100.0, N_ENERGY_QUANTILES))
+    return tables
 
 
 # ------------------------------------------------------------------------------------------ batching

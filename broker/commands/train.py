@@ -175,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
     from models import aegmm, itcn
     from models.bundle import save_bundle
     from models.evaluate import evaluate_bundles
-    from models.train import TrainConfig, train_aegmm, train_classifier
+    from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
 
     set_threads(args.threads)
     period_config, window_config = configs_from()
@@ -227,6 +227,10 @@ def main(args: argparse.Namespace) -> int:
         dataclasses.asdict(period_config),
         metadata,
     )
+    if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
+        bundle.energy_quantiles_by_length = energy_quantiles_by_length(
+            bundle.model, train, window_config.buckets, seed=args.seed
+        )
     test_windows = test
     if bundle.kind == "novelty":  # the excluded (unseen) classes are the positives of the novelty test
         unseen = dataset.only_classes(args.exclude).windows

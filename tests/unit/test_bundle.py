@@ -152,3 +152,17 @@ def test_shipped_default_bundles_load_and_are_small():
     assert set(novelty.novelty_thresholds) == {"p80", "p95"}
     for path in (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE):
         assert sum(f.stat().st_size for f in path.iterdir()) < 2_000_000
+
+
+def test_energy_percentile_ranks_each_length_among_its_own_training_windows():
+    """A short window's higher energy is ordinary among short training windows, not novel."""
+    from models.bundle import DEFAULT_NOVELTY_BUNDLE, load_bundle
+
+    bundle = load_bundle(DEFAULT_NOVELTY_BUNDLE)
+    tables = bundle.energy_quantiles_by_length
+    assert sorted(tables) == [50, 100, 150, 200]
+    median_50 = float(np.median(tables[50]))
+    assert median_50 > float(np.median(tables[200]))  # short windows do score higher energies
+    assert bundle.energy_percentile([median_50], [50])[0] == pytest.approx(50, abs=1)
+    assert bundle.energy_percentile([median_50], [200])[0] > 80  # ranked against full windows: "novel"
+    assert bundle.energy_percentile([median_50], [60])[0] == pytest.approx(50, abs=1)  # nearest bucket below
