@@ -36,7 +36,7 @@ class DemoOptions:
     limit: int = 60  # objects
     max_points: int | None = 120  # first N detections of each object (keeps the demo to minutes)
     flavour: str = "ztf"
-    rate: float | None = 300.0  # alerts/s; None: as fast as possible
+    rate: float | None = 100.0  # alerts/s, below a 2-core CPU plugin's capacity; None: as fast as possible
     bundle: str | None = None  # classifier bundle (default: shipped)
     novelty_bundle: str | None = None
     metrics_port: int = 0

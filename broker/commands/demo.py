@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate",
         type=float,
-        default=300.0,
-        help="replay rate in alerts/s (default: 300; 0: as fast as possible)",
+        default=100.0,
+        help="replay rate in alerts/s (default: 100, below a 2-core CPU plugin's capacity; 0: no pacing)",
     )
     parser.add_argument("--bundle", help="classifier bundle (default: the shipped iTCN)")
     parser.add_argument("--novelty-bundle", help="novelty bundle (default: the shipped AE-GMM; 'none')")
