@@ -24,6 +24,7 @@ from models.bundle import (
     N_ENERGY_QUANTILES,
     Bundle,
     Prediction,
+    length_groups,
     resolve_device,
     run_model,
     training_energy_summary,
@@ -313,8 +314,6 @@ def _fit(
 
 def _length_batches(windows: Windows, device, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Full-length (x, aux) tensors of every window, one true length per batch."""
-    from models.bundle import length_groups
-
     for length, index in length_groups(windows.lengths, batch_size):
         yield (
             torch.as_tensor(windows.x[index, :length], device=device),

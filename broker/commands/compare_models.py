@@ -72,9 +72,8 @@ def object_scores(proba: np.ndarray, windows, class_names) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from models.baseline_rf import RandomForestBaseline
-    from models.bundle import load_bundle, run_model
-    from models.evaluate import aggregate_by_object, novelty_metrics
-    from models.train import TrainConfig, train_aegmm, train_classifier
+    from models.bundle import run_model
+    from models.train import TrainConfig, train_classifier
 
     set_threads(args.threads)
     started = time.monotonic()
@@ -119,30 +118,7 @@ def main(args: argparse.Namespace) -> int:
 
     report["accuracy_vs_points"] = _accuracy_vs_points(args, splits["val"], predictors, classes, progress)
     if not args.no_novelty:
-        if args.novelty_bundle:
-            novelty_model = load_bundle(args.novelty_bundle)
-            thresholds, source = novelty_model.novelty_thresholds, str(args.novelty_bundle)
-            predict = novelty_model.predict
-        else:
-            novelty_config = TrainConfig(
-                epochs=args.epochs, seed=args.seed, max_seconds=60 * args.novelty_minutes, progress=progress
-            )
-            result = train_aegmm(train, val, classes, None, novelty_config)
-            bundle = result.to_bundle("compare-aegmm", "0", {}, {})
-            thresholds, source, predict = bundle.novelty_thresholds, "trained here", bundle.predict
-        unseen = dataset.only_classes(args.exclude).windows
-        windows = val.concatenate([val, unseen])
-        prediction = predict(windows)
-        scores = aggregate_by_object(windows.object_ids, prediction.proba, windows.labels, prediction.energy)
-        is_unseen = np.isin(scores.labels.astype(str), args.exclude)
-        report["novelty"] = {
-            "source": source,
-            "unseen_classes": list(args.exclude),
-            "n_seen": int((~is_unseen).sum()),
-            "n_unseen": int(is_unseen.sum()),
-            **novelty_metrics(is_unseen, scores.energy, thresholds),
-            "aegmm_classifier": object_scores(prediction.proba[: len(val)], val, classes),
-        }
+        report["novelty"] = _novelty(args, dataset, train, val, classes, progress)
     report.update(
         {
             "data": args.data,
@@ -158,6 +134,34 @@ def main(args: argparse.Namespace) -> int:
     (args.out / "comparison.md").write_text(table)
     print(table)
     return 0
+
+
+def _novelty(args, dataset, train, val, classes, progress) -> dict:
+    """AE-GMM novelty on the validation objects (seen) + every object of the excluded classes (unseen),
+    scored as `varstream evaluate` scores it (mean window energy ranked among training windows of its
+    length), plus the AE-GMM's own classification of the validation objects."""
+    from models.bundle import load_bundle
+    from models.evaluate import evaluate_bundles
+    from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm
+
+    if args.novelty_bundle:
+        bundle, source = load_bundle(args.novelty_bundle), str(args.novelty_bundle)
+    else:
+        config = TrainConfig(
+            epochs=args.epochs, seed=args.seed, max_seconds=60 * args.novelty_minutes, progress=progress
+        )
+        bundle = train_aegmm(train, val, classes, None, config).to_bundle("compare-aegmm", "0", {}, {})
+        bundle.energy_quantiles_by_length = energy_quantiles_by_length(
+            bundle.model, train, TrainConfig().buckets, seed=args.seed
+        )
+        source = "trained here"
+    unseen = dataset.only_classes(args.exclude).windows
+    metrics = evaluate_bundles(val.concatenate([val, unseen]), bundle, bundle).metrics
+    return {
+        "source": source,
+        **metrics["novelty"],
+        "aegmm_classifier": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "per_class")},
+    }
 
 
 def _network_predictor(model, run_model):
