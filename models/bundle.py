@@ -279,7 +279,7 @@ def training_energy_summary(energies: np.ndarray) -> tuple[dict[str, float], np.
 
 # Classes `models.data.select_classes` keeps on the CRTS training set (RS_CVn is the held-out unseen class).
 CRTS_CLASSES = ["Cep_II", "EA", "ELL", "EW", "HADS", "LPV", "RRab", "RRc", "RRd", "beta_lyrae"]
-DEFAULT_WINDOW = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200]}
+DEFAULT_WINDOW = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200], "min_remainder": 50}
 
 
 def make_untrained_bundles(
