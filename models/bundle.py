@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models import aegmm, itcn
+from models.jsonio import json_default
 from models.windows import Windows
 
 FORMAT_VERSION = 1
@@ -211,18 +212,8 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
                 for length, table in bundle.energy_quantiles_by_length.items()
             },
         }
-    (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
+    (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=json_default) + "\n")
     return path
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} into bundle metadata")
 
 
 def load_bundle(path: str | Path) -> Bundle:

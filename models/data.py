@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.jsonio import json_default
 from models.lightcurve import LabelledLightCurve, LightCurve
 from models.windows import Windows
 
@@ -414,7 +415,7 @@ class WindowDataset:
             "meta": self.meta,
         }
         tmp = stem.with_name(stem.name + ".tmp.json")
-        tmp.write_text(json.dumps(document, indent=1, default=_json_default))
+        tmp.write_text(json.dumps(document, indent=1, default=json_default))
         tmp.replace(stem.with_suffix(".json"))
 
     @classmethod
@@ -443,11 +444,3 @@ class WindowDataset:
 class _Record:
     object_id: str
     label: str | None
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")

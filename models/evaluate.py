@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from models.jsonio import json_default
 from models.windows import Windows
 
 
@@ -189,7 +190,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "metrics.json"]
-    written[0].write_text(json.dumps(metrics, indent=1, default=_json_default) + "\n")
+    written[0].write_text(json.dumps(metrics, indent=1, default=json_default) + "\n")
     if "confusion_matrix" in metrics:
         written.append(_plot_confusion(out_dir / "confusion_matrix.png", metrics["confusion_matrix"]))
     if energy_seen is not None and energy_unseen is not None:
@@ -199,16 +200,6 @@ def write_report(
     if examples is not None and examples.labels is not None and len(examples):
         written.append(_plot_examples(out_dir / "example_windows.png", examples))
     return written
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to metrics.json")
 
 
 def _plot_confusion(path: Path, cm: dict) -> Path:

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from models.bundle import METADATA_FILE, WEIGHTS_FILE, BundleFormatError
+from models.jsonio import json_default
 from models.latent_regression import LatentRegression
 
 PARAMS = ("log10_period", "log10_amplitude", "mean_mag")
@@ -419,7 +420,7 @@ def save_pelsvae_bundle(bundle: PelsVaeBundle, path: str | Path) -> Path:
         },
         "metadata": bundle.metadata,
     }
-    (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=_json_default) + "\n")
+    (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=json_default) + "\n")
     return path
 
 
@@ -460,13 +461,3 @@ def load_pelsvae_bundle(path: str | Path = DEFAULT_GENERATOR_BUNDLE) -> PelsVaeB
         catalogue,
         document["metadata"],
     )
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} into generator metadata")
