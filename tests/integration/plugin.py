@@ -133,6 +133,14 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 30) -> list:
         consumer.close()
 
 
+def wait_for_records(run: PluginRun, bootstrap: str, topic: str, at_least: int, timeout: float = 120) -> None:
+    """Block until `topic` holds at least `at_least` committed records, failing if the plugin dies first."""
+    deadline = time.time() + timeout
+    while len(read_topic(bootstrap, topic, timeout=1)) < at_least:
+        assert time.time() < deadline and run.process.poll() is None, run.log_tail()
+        time.sleep(0.2)
+
+
 def read_annotations(bootstrap: str, topic: str) -> list[dict]:
     records = []
     for m in read_topic(bootstrap, topic):

@@ -26,6 +26,7 @@ from tests.integration.plugin import (
     expected_trigger_indices,
     read_annotations,
     read_topic,
+    wait_for_records,
     write_config,
 )
 
@@ -141,10 +142,7 @@ def test_sigkill_mid_stream_leaves_no_alert_unanswered(kafka, new_topic, crts_ob
         kafka_extra='consumer_config = { "session.timeout.ms" = 6000 }',
     )
     killed.start()
-    deadline = time.time() + 120
-    while len(read_topic(kafka.bootstrap_servers, out_killed, timeout=1)) < len(reference) // 4:
-        assert time.time() < deadline and killed.process.poll() is None, killed.log_tail()
-        time.sleep(0.2)
+    wait_for_records(killed, kafka.bootstrap_servers, out_killed, len(reference) // 4)
     killed.process.send_signal(signal.SIGKILL)
     killed.process.wait(30)
     before = len(read_topic(kafka.bootstrap_servers, out_killed))
@@ -208,10 +206,7 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka, new_topic, crt
         batch_size=100,
     )
     run.start()
-    deadline = time.time() + 120
-    while not read_topic(kafka.bootstrap_servers, out, timeout=1):
-        assert time.time() < deadline and run.process.poll() is None, run.log_tail()
-        time.sleep(0.2)
+    wait_for_records(run, kafka.bootstrap_servers, out, 1)
     run.process.send_signal(signal.SIGTERM)
     assert run.wait(60) == 0, run.log_tail()
     summary = run.summary()
@@ -264,10 +259,7 @@ def test_exactly_once_survives_sigkill_without_duplicates(kafka, new_topic, crts
     )
     expected = expected_alert_keys(tmp_path / "truth.csv")
     run.start()
-    deadline = time.time() + 120
-    while len(read_topic(kafka.bootstrap_servers, out, timeout=1)) < len(expected) // 4:
-        assert time.time() < deadline and run.process.poll() is None, run.log_tail()
-        time.sleep(0.2)
+    wait_for_records(run, kafka.bootstrap_servers, out, len(expected) // 4)
     run.process.send_signal(signal.SIGKILL)
     run.process.wait(30)
     assert run.start().wait() == 0, run.log_tail()
