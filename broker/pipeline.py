@@ -214,11 +214,11 @@ class Pipeline:
         p.outcome = Outcome(skip_reason=f"dead_letter:{reason}")
 
     def _flush_store(self) -> None:
-        with self._timer("store"):
-            evicted = self.store.evict()
-            if evicted:
-                log.info("evicted %d objects from the store", evicted)
-            self.store.commit()
+        """Step 4 of the commit (timed with it): bounds, then the store's transaction."""
+        evicted = self.store.evict()
+        if evicted:
+            log.info("evicted %d objects from the store", evicted)
+        self.store.commit()
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _account(self, pending: list[_Pending], annotated: list[_Pending]) -> None:
