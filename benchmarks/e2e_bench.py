@@ -66,7 +66,7 @@ def _arm(kafka: LocalKafka, objects, name: str, batch_size: int, flavour: str, s
         flavour,
     )
     if flavour == "lsst":  # the plugin must be able to resolve the replay's schema id from the start
-        write_schema_folder(scratch)
+        write_schema_folder(scratch / "schemas")
     plugin = start_plugin(cfg, cfg.with_suffix(".log"))
     try:
         wait_until_consuming(kafka.bootstrap_servers, f"g-{name}-{flavour}", plugin)

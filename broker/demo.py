@@ -110,7 +110,7 @@ def run_demo(options: DemoOptions) -> dict:
         if options.flavour == "lsst":
             from broker.codecs import write_schema_folder
 
-            write_schema_folder(out)
+            write_schema_folder(schema_dir)
         config_path = write_plugin_config(out, kafka.bootstrap_servers, topics, options, schema_dir)
         plugin = start_plugin(config_path, out / "plugin.log")
         try:
