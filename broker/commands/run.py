@@ -91,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     summary = pipeline.run().as_dict()
-    print(json.dumps({k: summary[k] for k in ("alerts_in", "annotated", "skipped", "dead_lettered")}),
-          file=sys.stderr)
+    print(
+        json.dumps({k: summary[k] for k in ("alerts_in", "annotated", "skipped", "dead_lettered")}),
+        file=sys.stderr,
+    )
     return 0
