@@ -19,9 +19,7 @@ from broker.metrics import SKIP_REASONS, STAGES, Metrics, serve
 CLASSES = ("RRab", "RRc", "EA", "EB", "Cep", "LPV", "DSCT")
 CLASS_WEIGHTS = np.array([0.25, 0.12, 0.18, 0.15, 0.08, 0.17, 0.05])
 # median seconds per batch for each stage (lognormal sigma 0.5)
-STAGE_MEDIAN_S = dict(
-    zip(STAGES, (0.002, 0.004, 0.006, 0.05, 0.004, 0.03, 0.003, 0.002), strict=True)
-)
+STAGE_MEDIAN_S = dict(zip(STAGES, (0.002, 0.004, 0.006, 0.05, 0.004, 0.03, 0.003, 0.002), strict=True))
 TOPIC = "ztf-alerts"
 N_PARTITIONS = 3
 
