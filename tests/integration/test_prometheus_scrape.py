@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from tests.fixtures.prometheus import (
 )
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.timeout(600)]
+STREAM_RATE = 35.0  # alerts/s: 400 alerts a part, ~12 s each
 TARGET_START_S = 60.0  # the real plugin imports torch and loads its models first
 FIRST_ANNOTATION_S = 240.0  # period search + inference on a shared 2-core machine
 
@@ -72,7 +74,12 @@ def start_metrics_driver() -> Iterator[str]:
 
 
 def start_varstream_run(kafka, shared_data: Path, workdir: Path) -> Iterator[str]:
-    """Replay 12 CRTS objects (<=100 points each) as ZTF alerts into Kafka, then run the plugin on them."""
+    """The plugin on a live stream: 12 CRTS objects (<=100 points each) replayed as ZTF alerts at a steady
+    rate while Prometheus scrapes, with a junk message now and then for the dead-letter path.
+
+    The stream must outlive the first scrapes: a backlog answered before Prometheus looks would leave every
+    counter flat in its eyes (no rate, no increase, no alert).
+    """
     from broker.archives.base import open_archive
     from broker.replay import KafkaSink, Pace, Selection, replay
 
@@ -80,16 +87,22 @@ def start_varstream_run(kafka, shared_data: Path, workdir: Path) -> Iterator[str
     alerts, annotations, dead_letter = (f"scrape-{name}-{suffix}" for name in ("alerts", "out", "dlq"))
     kafka.create_topics([alerts], partitions=2)
     kafka.create_topics([annotations, dead_letter], partitions=1)
-    sink = KafkaSink(kafka.bootstrap_servers, alerts)
-    try:
-        archive = open_archive(f"crts:{shared_data / 'crts_kvmu'}")
-        selection = Selection(limit=12, seed=1, max_points=100)
-        replay(archive, sink, "ztf", Pace.as_fast_as_possible(), selection=selection)
-    finally:
-        sink.close()
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
-    producer.produce(alerts, key=b"junk", value=b"not an alert")
-    assert producer.flush(30) == 0
+    objects = list(open_archive(f"crts:{shared_data / 'crts_kvmu'}"))
+    done = threading.Event()
+
+    def stream() -> None:
+        sink = KafkaSink(kafka.bootstrap_servers, alerts)
+        producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+        try:
+            for part in range(3):  # ~12 s of alerts, then a junk message, three times
+                selection = Selection(limit=4, seed=part, max_points=100)
+                replay(objects, sink, "ztf", Pace.at_rate(STREAM_RATE), selection=selection)
+                producer.produce(alerts, key=b"junk", value=b"not an alert")
+                producer.flush(30)
+                if done.wait(2):
+                    return
+        finally:
+            sink.close()
 
     port = free_port()
     log = workdir / "varstream-run.log"
@@ -102,10 +115,14 @@ def start_varstream_run(kafka, shared_data: Path, workdir: Path) -> Iterator[str
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
+    streamer = threading.Thread(target=stream, daemon=True)
     try:
         wait_for_metrics(process, target, log, TARGET_START_S)
+        streamer.start()
         yield target
     finally:
+        done.set()
+        streamer.join(60)
         stop(process)
 
 
