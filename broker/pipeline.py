@@ -82,6 +82,7 @@ class Pipeline:
     def __init__(self, config: Config, metrics: Metrics, runtime: InferenceRuntime | None = None) -> None:
         self.config = config
         self.metrics = metrics
+        check_reachable(config.kafka)  # before loading models: a wrong address should fail in seconds
         self.runtime = runtime or InferenceRuntime(config.inference)
         self.store = LightCurveStore(config.store)
         self.resolver = SchemaResolver(
@@ -101,7 +102,6 @@ class Pipeline:
         self._stop = True
 
     def run(self) -> RunSummary:
-        check_reachable(self.config.kafka)
         io = KafkaIO(self.config.kafka, on_lag=self._lag, on_assignment_change=self._assignment_changed)
         idle_since = time.monotonic()
         try:
