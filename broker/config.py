@@ -79,6 +79,7 @@ class MetricsConfig:
 
     host: str = "0.0.0.0"
     port: int = 9108  # 0 disables the endpoint
+    stall_after_s: float = 120.0  # /healthz fails once the consumer loop has not moved for this long
 
 
 @dataclass
@@ -125,7 +126,9 @@ class Config:
             "in (0, 100)",
         )
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
-        _check(0 <= self.metrics.port < 65536, "metrics.port", self.metrics.port, "in [0, 65535]")
+        m = self.metrics
+        _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
+        _check(m.stall_after_s > 0, "metrics.stall_after_s", m.stall_after_s, "> 0")
         return self
 
     def as_dict(self) -> dict[str, dict[str, Any]]:

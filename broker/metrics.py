@@ -6,9 +6,14 @@ Labels come from small fixed sets (stage, reason, class, outcome, partition) —
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from broker.alerts import DROP_REASONS
+from broker.health import Health
 
 NAMESPACE = "varstream"
 
@@ -172,8 +177,29 @@ class Metrics:
             self.points_dropped.labels(reason=reason)
 
 
-def serve(port: int, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> None:
-    """Expose /metrics over HTTP (a daemon thread); port 0 is rejected because scrapers need it fixed."""
+class _QuietHandler(WSGIRequestHandler):
+    """Scrapes and probes every few seconds would flood the log."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve(
+    port: int,
+    host: str = "0.0.0.0",
+    registry: CollectorRegistry = REGISTRY,
+    health: Health | None = None,
+) -> WSGIServer:
+    """Expose /metrics (and /healthz, /readyz when `health` is given) over HTTP from a daemon thread.
+
+    Port 0 is rejected because scrapers need it fixed. prometheus-client's own server cannot add paths,
+    so its WSGI app is mounted on the same threading server it uses.
+    """
     if port <= 0:
         raise ValueError(f"metrics port must be > 0, got {port}")
-    start_http_server(port, addr=host, registry=registry)
+    app = make_wsgi_app(registry)
+    if health is not None:
+        app = health.wsgi(app)
+    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server

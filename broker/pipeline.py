@@ -22,6 +22,7 @@ from broker.classify import Outcome, Snapshot, classify_snapshots, timed
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
 from broker.errors import DecodeError
+from broker.health import Health
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable
 from broker.metrics import Metrics
 from broker.runtime import InferenceRuntime
@@ -79,9 +80,16 @@ class _Pending:
 class Pipeline:
     """One consumer-group member: owns the Kafka clients, the store and the models."""
 
-    def __init__(self, config: Config, metrics: Metrics, runtime: InferenceRuntime | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        metrics: Metrics,
+        runtime: InferenceRuntime | None = None,
+        health: Health | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
+        self.health = health or Health(config.metrics.stall_after_s)
         check_reachable(config.kafka)  # before loading models: a wrong address should fail in seconds
         self.runtime = runtime or InferenceRuntime(config.inference)
         self.store = LightCurveStore(config.store)
@@ -92,7 +100,7 @@ class Pipeline:
         self.summary = RunSummary()
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
-        self._timer = timed(lambda stage, s: metrics.stage_latency.labels(stage=stage).observe(s))
+        self._timer = timed(self._stage_done)
         metrics.model_info.info(self.runtime.info)
         for name in self.runtime.class_names:
             metrics.annotations_by_class.labels(class_name=name)
@@ -100,14 +108,17 @@ class Pipeline:
     def request_stop(self) -> None:
         """Finish the batch in hand, deliver, commit, then return from run()."""
         self._stop = True
+        self.health.stopping()
 
     def run(self) -> RunSummary:
         io = KafkaIO(self.config.kafka, on_lag=self._lag, on_assignment_change=self._assignment_changed)
         idle_since = time.monotonic()
+        self.health.running()
         try:
             while not self._stop:
                 started = time.perf_counter()
                 batch = io.consume_batch()
+                self.health.beat()
                 if batch:  # idle polls would drown the stage's real cost
                     self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
                 else:
@@ -124,6 +135,7 @@ class Pipeline:
                 if limit and self.summary.alerts_in >= limit:
                     break
         finally:
+            self.health.stopping()
             io.close()
             self.store.close()
             self.write_summary()
@@ -209,6 +221,10 @@ class Pipeline:
         if windows:
             self.metrics.inference_batch_size.observe(windows)
 
+    def _stage_done(self, stage: str, seconds: float) -> None:
+        self.metrics.stage_latency.labels(stage=stage).observe(seconds)
+        self.health.beat()  # a long batch is still progress
+
     def _dead_letter(self, p: _Pending, io: KafkaIO, reason: str, message: str) -> None:
         io.dead_letter(p.msg, reason, message)
         p.outcome = Outcome(skip_reason=f"dead_letter:{reason}")
@@ -269,6 +285,7 @@ class Pipeline:
             self._assigned.update(partitions)
         else:
             self._assigned.difference_update(partitions)
+        self.health.assigned(len(self._assigned))
         for topic, partition in partitions:
             if assigned:
                 self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(0)

@@ -31,7 +31,7 @@ FLAGS = {
     "classifier_bundle": ("inference.classifier_bundle", str, "classifier bundle (default: shipped iTCN)"),
     "novelty_bundle": ("inference.novelty_bundle", str, "novelty bundle (default: shipped AE-GMM; 'none')"),
     "device": ("inference.device", str, "auto | cpu | cuda | cuda:N"),
-    "metrics_port": ("metrics.port", int, "Prometheus /metrics port (0: off)"),
+    "metrics_port": ("metrics.port", int, "port of /metrics, /healthz and /readyz (0: off)"),
     "summary": ("run.summary_path", str, "write the run's counts as JSON here at exit"),
     "idle_exit": ("run.idle_exit_s", float, "exit after this many seconds without messages"),
     "max_alerts": ("run.max_alerts", int, "exit after this many alerts"),
@@ -72,6 +72,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from broker.config import load_config
+    from broker.health import Health
     from broker.metrics import Metrics, serve
     from broker.pipeline import Pipeline
 
@@ -80,9 +81,10 @@ def main(args: argparse.Namespace) -> int:
         print(json.dumps(config.as_dict(), indent=2))
         return 0
     metrics = Metrics()
-    if config.metrics.port:
-        serve(config.metrics.port, config.metrics.host)
-    pipeline = Pipeline(config, metrics)
+    health = Health(config.metrics.stall_after_s)
+    if config.metrics.port:  # up before the models load, so /readyz can say "starting"
+        serve(config.metrics.port, config.metrics.host, health=health)
+    pipeline = Pipeline(config, metrics, health=health)
 
     def stop(signum, frame) -> None:
         log.warning("signal %d: finishing the batch in hand, then exiting", signum)

@@ -82,6 +82,7 @@ def write_config(
     idle_exit_s: float = 4.0,
     batch_size: int = 200,
     kafka_extra: str = "",
+    metrics_port: int = 0,
 ) -> PluginRun:
     path.write_text(f"""
 [kafka]
@@ -102,7 +103,8 @@ max_false_alarm_probability = 1.0
 [inference]
 device = "cpu"
 [metrics]
-port = 0
+port = {metrics_port}
+host = "127.0.0.1"
 [run]
 idle_exit_s = {idle_exit_s}
 summary_path = "{path.with_suffix(".summary.json")}"

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+import requests
 from confluent_kafka import Producer
 
 from broker.codecs import encode_ztf
@@ -20,6 +21,7 @@ from broker.codecs.resolver import wire_header
 from broker.kafka_io import DLQ_HEADER_OFFSET, DLQ_HEADER_REASON
 from broker.replay import KafkaSink, Selection, replay
 from models.data import read_crts
+from tests.fixtures.prometheus import free_port
 from tests.integration.plugin import (
     MIN_POINTS,
     committed_lag,
@@ -204,9 +206,17 @@ def test_sigterm_finishes_the_batch_commits_and_exits_zero(kafka, new_topic, crt
         tmp_path / "store.sqlite",
         idle_exit_s=0,
         batch_size=100,
+        metrics_port=(port := free_port()),
     )
     run.start()
     wait_for_records(run, kafka.bootstrap_servers, out, 1)
+    # While it works, the probes say so: the loop beats and holds the topic's one partition.
+    for probe in ("healthz", "readyz"):
+        reply = requests.get(f"http://127.0.0.1:{port}/{probe}", timeout=5)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["state"] == "running" and reply.json()["assigned_partitions"] == 1
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "varstream_alerts_consumed_total" in metrics
     run.process.send_signal(signal.SIGTERM)
     assert run.wait(60) == 0, run.log_tail()
     summary = run.summary()

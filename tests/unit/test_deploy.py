@@ -96,7 +96,7 @@ def test_compose_varstream_is_wired_to_kafka_its_config_and_prometheus(compose: 
     port = compose_config.metrics.port
     assert compose_config.metrics.host == "0.0.0.0"  # reachable from the prometheus container
     assert varstream["ports"] == [f"{port}:{port}"]
-    assert f"127.0.0.1:{port}/metrics" in " ".join(varstream["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in " ".join(varstream["healthcheck"]["test"])
     scrape = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]
     (job,) = [j for j in scrape if j["job_name"] == "varstream"]
     assert job["static_configs"][0]["targets"] == [f"varstream:{port}"]
@@ -218,8 +218,12 @@ def test_k8s_deployment_runs_the_config_map_s_config(manifests: dict, tmp_path: 
     config = load_varstream_config(config_map["data"][config_file], tmp_path)
     (port,) = container["ports"]
     assert port["containerPort"] == config.metrics.port and port["name"] == "metrics"
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}, probe
+    paths = {"startupProbe": "/readyz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    for probe, path in paths.items():
+        assert container[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
+    # liveness may not fire before a stalled loop is reported stalled
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] <= config.metrics.stall_after_s
     store_dir = str(Path(config.store.path).parent)
     assert any(m["mountPath"] == store_dir for m in mounts.values()), "the store is on the read-only root"
 
