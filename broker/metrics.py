@@ -166,6 +166,12 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.loop_heartbeat = Gauge(
+            "loop_heartbeat_timestamp_seconds",
+            "Unix time the consume loop last moved (a poll or a finished stage); idle polls count",
+            namespace=ns,
+            registry=registry,
+        )
         # Create known label values up front so every series exists from zero.
         for stage in STAGES:
             self.stage_latency.labels(stage=stage)

@@ -118,7 +118,7 @@ class Pipeline:
             while not self._stop:
                 started = time.perf_counter()
                 batch = io.consume_batch()
-                self.health.beat()
+                self._beat()
                 if batch:  # idle polls would drown the stage's real cost
                     self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
                 else:
@@ -223,7 +223,11 @@ class Pipeline:
 
     def _stage_done(self, stage: str, seconds: float) -> None:
         self.metrics.stage_latency.labels(stage=stage).observe(seconds)
-        self.health.beat()  # a long batch is still progress
+        self._beat()  # a long batch is still progress
+
+    def _beat(self) -> None:
+        self.health.beat()
+        self.metrics.loop_heartbeat.set_to_current_time()
 
     def _dead_letter(self, p: _Pending, io: KafkaIO, reason: str, message: str) -> None:
         io.dead_letter(p.msg, reason, message)

@@ -57,6 +57,7 @@ def drive_batch(metrics: Metrics, rng: np.random.Generator, first: bool) -> None
     for partition in range(N_PARTITIONS):
         metrics.consumer_lag.labels(topic=TOPIC, partition=str(partition)).set(int(rng.poisson(120)))
     metrics.store_objects.inc(int(rng.poisson(5)))
+    metrics.loop_heartbeat.set_to_current_time()
 
 
 def main(argv: list[str] | None = None) -> int:
