@@ -13,13 +13,7 @@ from models.train import TrainConfig, train_aegmm
 from models.windows import Windows
 from tests.unit.test_bundle import synthetic_windows
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_energy_matches_scipy_mixture_density():

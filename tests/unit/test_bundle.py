@@ -49,13 +49,7 @@ def synthetic_windows(
     return Windows(x, aux, np.asarray(lengths, np.int32), object_ids, labels.astype(object))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small models run faster on one thread than on two contended ones; restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from models.itcn import (
     receptive_field,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def logits_under_every_shift(arch: str, length: int) -> tuple[torch.Tensor, torch.Tensor]:
