@@ -21,15 +21,13 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import time
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from broker.errors import ConfigError, DecodeError, VarstreamError
+from broker.errors import ConfigError
+from broker.kafka_io import TopicSnapshot, read_snapshot
 from models.evaluate import classification_metrics, novelty_metrics, period_recovery, write_report
 
 log = logging.getLogger(__name__)
@@ -38,83 +36,11 @@ NOVELTY_PERCENTILES = {"p80": 80.0, "p95": 95.0}
 LATENCY_QUANTILES = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 
-@dataclass
-class TopicSnapshot:
-    """Decoded annotation records of a topic up to its end offsets, plus what could not be decoded."""
-
-    records: list[dict] = field(default_factory=list)
-    undecodable: Counter = field(default_factory=Counter)  # DecodeError reason -> count
-    end_offsets: dict[int, int] = field(default_factory=dict)  # partition -> end offset read up to
-
-
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> TopicSnapshot:
-    """Every record of `topic` from the start to the end offsets it had when this call began.
-
-    Partitions are assigned directly (no group membership, nothing committed). Done when each
-    partition's position reaches its end offset (positions move past transaction markers too); raises
-    VarstreamError when `timeout_s` passes without progress (e.g. an open transaction holds the end back).
-    """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
+    """Every annotation of `topic` up to the end offsets it had when this call began (see read_snapshot)."""
     from broker.codecs import decode_annotation
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"varstream-evaluate-stream-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    snapshot = TopicSnapshot()
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as exc:
-            raise ConfigError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc.args[0]}") from exc
-        partitions = metadata.topics.get(topic)
-        if partitions is None or partitions.error is not None or not partitions.partitions:
-            raise ConfigError(f"topic {topic!r} does not exist on {bootstrap_servers}")
-        pending = {}
-        for p in sorted(partitions.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            snapshot.end_offsets[p] = high
-            if high > low:
-                pending[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        last_progress = time.monotonic()
-        while pending:
-            messages = consumer.consume(500, timeout=0.5)
-            at_end = set()
-            for msg in messages:
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise VarstreamError(f"reading {topic!r}: {msg.error()}")
-                    if msg.offset() >= pending.get(msg.partition(), 0):  # EOF offset: past any txn marker
-                        at_end.add(msg.partition())
-                    continue
-                if msg.offset() >= pending.get(msg.partition(), -1):
-                    continue  # produced after the snapshot began
-                try:
-                    snapshot.records.append(decode_annotation(msg.value()))
-                except DecodeError as exc:
-                    snapshot.undecodable[exc.reason] += 1
-            positions = consumer.position([TopicPartition(topic, p) for p in pending])
-            done = [tp.partition for tp in positions if tp.offset >= pending[tp.partition]]
-            done += [p for p in at_end if p in pending and p not in done]
-            for p in done:
-                del pending[p]
-            if messages or done:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout_s:
-                raise VarstreamError(
-                    f"no progress reading {topic!r} for {timeout_s:g} s; partitions not at their end "
-                    f"offsets: {dict(pending)}"
-                )
-    finally:
-        consumer.close()
-    return snapshot
+    return read_snapshot(bootstrap_servers, topic, decode_annotation, timeout_s, "varstream-evaluate-stream")
 
 
 def read_truth(path: str | Path) -> dict[str, dict]:

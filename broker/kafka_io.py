@@ -11,14 +11,25 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
+import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from broker.config import KafkaConfig
-from broker.errors import ConfigError, DeliveryError
+from broker.errors import ConfigError, DecodeError, DeliveryError, VarstreamError
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +246,86 @@ def next_offsets(batch: Sequence[InputMessage]) -> list[TopicPartition]:
         key = (m.topic, m.partition)
         highest[key] = max(m.offset, highest.get(key, -1))
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
+
+
+@dataclass
+class TopicSnapshot:
+    """Decoded records of a topic up to its end offsets, plus what could not be decoded."""
+
+    records: list = field(default_factory=list)
+    undecodable: Counter = field(default_factory=Counter)  # DecodeError reason -> count
+    end_offsets: dict[int, int] = field(default_factory=dict)  # partition -> end offset read up to
+
+
+def read_snapshot(
+    bootstrap_servers: str,
+    topic: str,
+    decode: Callable[[bytes], object],
+    timeout_s: float = 30.0,
+    client: str = "varstream-reader",
+) -> TopicSnapshot:
+    """Every committed record of `topic` from the start to the end offsets it had when this call began.
+
+    Partitions are assigned directly (no group membership, nothing committed); read_committed, so records
+    of aborted exactly-once transactions are not counted. Records `decode` rejects with a DecodeError are
+    counted by reason. Done when each partition's position reaches its end offset (positions move past
+    transaction markers too); raises VarstreamError when `timeout_s` passes without progress (e.g. an open
+    transaction holds the end back), ConfigError when Kafka or the topic is not there.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"{client}-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        }
+    )
+    snapshot = TopicSnapshot()
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise ConfigError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc.args[0]}") from exc
+        partitions = metadata.topics.get(topic)
+        if partitions is None or partitions.error is not None or not partitions.partitions:
+            raise ConfigError(f"topic {topic!r} does not exist on {bootstrap_servers}")
+        pending = {}
+        for p in sorted(partitions.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            snapshot.end_offsets[p] = high
+            if high > low:
+                pending[p] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
+        last_progress = time.monotonic()
+        while pending:
+            messages = consumer.consume(500, timeout=0.5)
+            at_end = set()
+            for msg in messages:
+                if msg.error() is not None:
+                    if msg.error().code() != KafkaError._PARTITION_EOF:
+                        raise VarstreamError(f"reading {topic!r}: {msg.error()}")
+                    if msg.offset() >= pending.get(msg.partition(), 0):  # EOF offset: past any txn marker
+                        at_end.add(msg.partition())
+                    continue
+                if msg.offset() >= pending.get(msg.partition(), -1):
+                    continue  # produced after the snapshot began
+                try:
+                    snapshot.records.append(decode(msg.value()))
+                except DecodeError as exc:
+                    snapshot.undecodable[exc.reason] += 1
+            positions = consumer.position([TopicPartition(topic, p) for p in pending])
+            done = [tp.partition for tp in positions if tp.offset >= pending[tp.partition]]
+            done += [p for p in at_end if p in pending and p not in done]
+            for p in done:
+                del pending[p]
+            if messages or done:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > timeout_s:
+                raise VarstreamError(
+                    f"no progress reading {topic!r} for {timeout_s:g} s; partitions not at their end "
+                    f"offsets: {dict(pending)}"
+                )
+    finally:
+        consumer.close()
+    return snapshot

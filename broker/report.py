@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,58 +122,15 @@ def read_annotations_file(path: str | Path) -> list[dict]:
 def read_annotations_topic(
     bootstrap_servers: str, topic: str, timeout_s: float = 60.0
 ) -> tuple[list[dict], int]:
-    """Every annotation on `topic`, from the beginning to the current end; (records, undecodable count).
+    """Every committed annotation on `topic`, from the beginning to its current end; (records, undecodable).
 
     Reads by assignment (no consumer group joins, no offsets committed), so it leaves the topic untouched.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-
     from broker.codecs.annotations import decode_annotation
-    from broker.errors import DecodeError
+    from broker.kafka_io import read_snapshot
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"varstream-report-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=min(timeout_s, 15.0))
-        except KafkaException as exc:
-            raise ConfigError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc}") from exc
-        topic_metadata = metadata.topics.get(topic)
-        if topic_metadata is None or topic_metadata.error is not None or not topic_metadata.partitions:
-            raise ConfigError(f"topic {topic!r} not found on {bootstrap_servers!r}")
-        partitions = sorted(topic_metadata.partitions)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        at_end: set[int] = set()
-        records: list[dict] = []
-        undecodable = 0
-        deadline = time.monotonic() + timeout_s
-        while len(at_end) < len(partitions):
-            if time.monotonic() > deadline:
-                raise ConfigError(
-                    f"topic {topic!r}: reached the end of {len(at_end)}/{len(partitions)} partitions "
-                    f"within {timeout_s} s"
-                )
-            for message in consumer.consume(500, timeout=1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_end.add(message.partition())
-                        continue
-                    raise ConfigError(f"reading topic {topic!r}: {error}")
-                try:
-                    records.append(decode_annotation(message.value()))
-                except DecodeError:
-                    undecodable += 1
-        return records, undecodable
-    finally:
-        consumer.close()
+    snapshot = read_snapshot(bootstrap_servers, topic, decode_annotation, timeout_s, "varstream-report")
+    return snapshot.records, sum(snapshot.undecodable.values())
 
 
 def novelty_thresholds(bundle_dir: str | Path | None, model_names: tuple[str, ...] = ()) -> dict:

@@ -59,3 +59,22 @@ def test_a_missing_topic_is_named(kafka) -> None:
 
     with pytest.raises(ConfigError, match="no-such-topic"):
         read_annotations_topic(kafka.bootstrap_servers, "no-such-topic", timeout_s=10)
+
+
+def test_records_of_an_aborted_transaction_are_not_reported(kafka, new_topic) -> None:
+    """An exactly-once plugin that crashes mid-batch leaves aborted annotations in the log; they are no
+    part of the run, so the report must not count them (read_committed)."""
+    topic = new_topic(partitions=1)
+    kept, aborted = make_run(n=2, n_duplicates=0)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers, "transactional.id": f"t-{topic}"})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=encode_annotation(aborted))
+    producer.flush(30)
+    producer.abort_transaction(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=encode_annotation(kept))
+    producer.commit_transaction(30)
+
+    read, undecodable = read_annotations_topic(kafka.bootstrap_servers, topic, timeout_s=30)
+    assert [r["alertId"] for r in read] == [kept["alertId"]] and undecodable == 0
