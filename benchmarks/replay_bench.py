@@ -23,7 +23,8 @@ import uuid
 from pathlib import Path
 
 from broker.archives.base import open_archive
-from broker.replay import FolderSink, KafkaSink, Pace, Selection, replay, select_objects
+from broker.kafka_io import KafkaSink
+from broker.replay import FolderSink, Pace, Selection, replay, select_objects
 
 CRTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crts_kvmu"
 OBJECTS = {"ztf": 12, "lsst": 5}  # ~3,600 and ~1,500 alerts: a few seconds per case on one core

@@ -93,8 +93,9 @@ def synthetic_objects(options: DemoOptions):
 
 def run_demo(options: DemoOptions) -> dict:
     from broker.evaluate_stream import evaluate_stream, read_topic
+    from broker.kafka_io import KafkaSink
     from broker.local_kafka import LocalKafka
-    from broker.replay import KafkaSink, Pace, Selection, replay
+    from broker.replay import Pace, Selection, replay
 
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -205,24 +206,13 @@ def wait_until_consuming(
     bootstrap: str, group: str, plugin: subprocess.Popen, timeout_s: float = 300
 ) -> None:
     """Block until the plugin's consumer group is stable with partitions assigned (models loaded)."""
-    from confluent_kafka import ConsumerGroupState
-    from confluent_kafka.admin import AdminClient
+    from broker.kafka_io import group_is_consuming
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if plugin.poll() is not None:
             return  # exited early: the caller reports its exit code
-        (future,) = admin.describe_consumer_groups([group], request_timeout=10).values()
-        try:
-            description = future.result()
-        except Exception:  # the group does not exist until the plugin joins
-            description = None
-        if (
-            description is not None
-            and description.state == ConsumerGroupState.STABLE
-            and any(m.assignment.topic_partitions for m in description.members)
-        ):
+        if group_is_consuming(bootstrap, group):
             return
         time.sleep(0.5)
     raise VarstreamError(f"the plugin did not join consumer group {group!r} within {timeout_s:.0f} s")
@@ -232,21 +222,17 @@ def wait_for(
     plugin: subprocess.Popen, bootstrap: str, group: str, topic: str, total: int, timeout_s: float = 3600
 ) -> int:
     """Wait for the plugin's idle exit, printing how many alerts it has committed every 10 s."""
-    from confluent_kafka import Consumer, TopicPartition
+    from broker.kafka_io import committed_messages
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            try:
-                return plugin.wait(10)
-            except subprocess.TimeoutExpired:
-                (tp,) = consumer.committed([TopicPartition(topic, 0)], timeout=10)
-                print(f"  ... {max(tp.offset, 0)}/{total} alerts answered and committed")
-        plugin.kill()
-        raise VarstreamError(f"the plugin did not finish within {timeout_s:.0f} s")
-    finally:
-        consumer.close()
+    while time.monotonic() < deadline:
+        try:
+            return plugin.wait(10)
+        except subprocess.TimeoutExpired:
+            done = committed_messages(bootstrap, group, topic)
+            print(f"  ... {done}/{total} alerts answered and committed")
+    plugin.kill()
+    raise VarstreamError(f"the plugin did not finish within {timeout_s:.0f} s")
 
 
 def demo_report(summary: dict, replayed: int) -> dict:

@@ -1,4 +1,5 @@
-"""Thin typed wrappers around confluent-kafka: the only module that talks to the Kafka clients.
+"""Thin typed wrappers around confluent-kafka: the pipeline, replay, demo, report and evaluate-stream reach
+Kafka only through here (broker.local_kafka, which runs the development broker itself, is the exception).
 
 The delivery guarantee is decided in one place, `KafkaIO.commit`, whose numbered steps follow the usual
 order: flush the producer → raise any saved delivery error → commit the input offsets (at-least-once) or
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
+    ConsumerGroupState,
     KafkaError,
     KafkaException,
     Message,
@@ -239,6 +241,32 @@ class KafkaIO:
                     self._on_lag(topic, int(pid), int(lag))
 
 
+def group_is_consuming(bootstrap_servers: str, group: str, timeout_s: float = 10.0) -> bool:
+    """True once consumer group `group` is stable with partitions assigned (its members are polling)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    (future,) = admin.describe_consumer_groups([group], request_timeout=timeout_s).values()
+    try:
+        description = future.result()
+    except KafkaException:  # the group does not exist until its first member joins
+        return False
+    return description.state == ConsumerGroupState.STABLE and any(
+        m.assignment.topic_partitions for m in description.members
+    )
+
+
+def committed_messages(bootstrap_servers: str, group: str, topic: str, timeout_s: float = 10.0) -> int:
+    """How many messages of `topic` consumer group `group` has committed, summed over its partitions."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
+        return sum(max(tp.offset, 0) for tp in committed)
+    finally:
+        consumer.close()
+
+
 def next_offsets(batch: Sequence[InputMessage]) -> list[TopicPartition]:
     """The offsets to commit after a batch: one past the highest offset seen per partition."""
     highest: dict[tuple[str, int], int] = {}
@@ -329,3 +357,60 @@ def read_snapshot(
     finally:
         consumer.close()
     return snapshot
+
+
+class KafkaSink:
+    """A Kafka topic, written by one idempotent confluent-kafka Producer (acks=all, keyed by objectId).
+
+    The delivery callback records failures; the next send() or flush() raises DeliveryError naming the
+    first one, so a replay never reports success for alerts the brokers did not take.
+    """
+
+    def __init__(self, bootstrap_servers: str, topic: str, config: dict | None = None) -> None:
+        self.topic = topic
+        settings = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "message.max.bytes": 4 * 1024 * 1024,
+            **(config or {}),
+        }
+        self.producer = Producer(settings)
+        self.delivered = 0
+        self.failed = 0
+        self.first_error: str | None = None
+
+    def _on_delivery(self, err, msg) -> None:
+        if err is not None:
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = f"{err} (key {msg.key()!r})"
+        else:
+            self.delivered += 1
+
+    def _raise_failures(self) -> None:
+        if self.failed:
+            raise DeliveryError(
+                f"{self.failed} alert(s) not delivered to topic {self.topic!r}; first: {self.first_error}"
+            )
+
+    def send(self, key: str, value: bytes) -> None:
+        self._raise_failures()
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def flush(self, timeout_s: float = 60.0) -> None:
+        left = self.producer.flush(timeout_s)
+        if left:
+            raise DeliveryError(f"{left} alert(s) still undelivered to {self.topic!r} after {timeout_s:g} s")
+        self._raise_failures()
+
+    def close(self) -> None:
+        self.flush()

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from broker.errors import ConfigError, DeliveryError
+from broker.errors import ConfigError
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 log = logging.getLogger(__name__)
@@ -199,65 +199,6 @@ class AlertSink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
-
-
-class KafkaSink:
-    """A Kafka topic, written by one idempotent confluent-kafka Producer (acks=all, keyed by objectId).
-
-    The delivery callback records failures; the next send() or flush() raises DeliveryError naming the
-    first one, so a replay never reports success for alerts the brokers did not take.
-    """
-
-    def __init__(self, bootstrap_servers: str, topic: str, config: dict | None = None) -> None:
-        from confluent_kafka import Producer
-
-        self.topic = topic
-        settings = {
-            "bootstrap.servers": bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            "message.max.bytes": 4 * 1024 * 1024,
-            **(config or {}),
-        }
-        self.producer = Producer(settings)
-        self.delivered = 0
-        self.failed = 0
-        self.first_error: str | None = None
-
-    def _on_delivery(self, err, msg) -> None:
-        if err is not None:
-            self.failed += 1
-            if self.first_error is None:
-                self.first_error = f"{err} (key {msg.key()!r})"
-        else:
-            self.delivered += 1
-
-    def _raise_failures(self) -> None:
-        if self.failed:
-            raise DeliveryError(
-                f"{self.failed} alert(s) not delivered to topic {self.topic!r}; first: {self.first_error}"
-            )
-
-    def send(self, key: str, value: bytes) -> None:
-        self._raise_failures()
-        while True:
-            try:
-                self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self.producer.poll(0.1)
-        self.producer.poll(0)
-
-    def flush(self, timeout_s: float = 60.0) -> None:
-        left = self.producer.flush(timeout_s)
-        if left:
-            raise DeliveryError(f"{left} alert(s) still undelivered to {self.topic!r} after {timeout_s:g} s")
-        self._raise_failures()
-
-    def close(self) -> None:
-        self.flush()
 
 
 class FolderSink:

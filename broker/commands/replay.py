@@ -134,7 +134,8 @@ def read_object_ids(path: Path | None) -> frozenset[str] | None:
 
 def make_sink(args: argparse.Namespace):
     from broker.errors import ConfigError
-    from broker.replay import FolderSink, KafkaSink
+    from broker.kafka_io import KafkaSink
+    from broker.replay import FolderSink
 
     to_kafka = args.bootstrap is not None or args.topic is not None
     if to_kafka == (args.to_folder is not None):

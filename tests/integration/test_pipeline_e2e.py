@@ -18,8 +18,8 @@ from confluent_kafka import Producer
 
 from broker.codecs import encode_ztf
 from broker.codecs.resolver import wire_header
-from broker.kafka_io import DLQ_HEADER_OFFSET, DLQ_HEADER_REASON
-from broker.replay import KafkaSink, Selection, replay
+from broker.kafka_io import DLQ_HEADER_OFFSET, DLQ_HEADER_REASON, KafkaSink
+from broker.replay import Selection, replay
 from models.data import read_crts
 from tests.fixtures.prometheus import free_port
 from tests.integration.plugin import (

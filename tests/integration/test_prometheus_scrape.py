@@ -81,7 +81,8 @@ def start_varstream_run(kafka, shared_data: Path, workdir: Path) -> Iterator[str
     counter flat in its eyes (no rate, no increase, no alert).
     """
     from broker.archives.base import open_archive
-    from broker.replay import KafkaSink, Pace, Selection, replay
+    from broker.kafka_io import KafkaSink
+    from broker.replay import Pace, Selection, replay
 
     suffix = uuid.uuid4().hex[:8]
     alerts, annotations, dead_letter = (f"scrape-{name}-{suffix}" for name in ("alerts", "out", "dlq"))

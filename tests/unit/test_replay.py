@@ -18,11 +18,11 @@ import pytest
 from broker.archives.base import open_archive
 from broker.codecs import SchemaResolver, decode
 from broker.errors import ArchiveError, ConfigError, DeliveryError
+from broker.kafka_io import KafkaSink
 from broker.replay import (
     DEFAULT_BAND_MAP,
     HISTORY_DAYS,
     FolderSink,
-    KafkaSink,
     Pace,
     Pacer,
     Selection,
