@@ -243,7 +243,8 @@ class KafkaIO:
 
 def group_is_consuming(bootstrap_servers: str, group: str, timeout_s: float = 10.0) -> bool:
     """True once consumer group `group` is stable with partitions assigned (its members are polling)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    # log_level 4: no "purging unserved events" notice each time a short-lived client is dropped
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 4})
     (future,) = admin.describe_consumer_groups([group], request_timeout=timeout_s).values()
     try:
         description = future.result()
