@@ -30,7 +30,7 @@ from broker.codecs.photometry import (
     LSST_BANDS,
     apply_cuts,
     as_float_array,
-    assemble_lightcurve,
+    assemble_alert,
     flux_to_mag,
     mag_to_flux,
 )
@@ -132,18 +132,17 @@ def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
             ],
             n,
         )
-    lightcurve = assemble_lightcurve(mjd, mag, magerr, bands, keep)
-    if len(lightcurve) == 0:
-        raise DecodeError(
-            "no_detections", f"LSST alert {alert_id} ({origin}): no usable detection ({dict(dropped)})"
-        )
-    return Alert(
-        survey="lsst",
-        object_id=str(object_id),
-        alert_id=str(alert_id),
-        mjd=float(mjd[0]),
-        lightcurve=lightcurve,
-        dropped=dropped,
+    return assemble_alert(
+        "lsst",
+        object_id,
+        alert_id,
+        mjd,
+        mag,
+        magerr,
+        bands,
+        keep,
+        dropped,
+        f"LSST alert {alert_id} ({origin})",
     )
 
 

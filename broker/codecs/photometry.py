@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from broker.alerts import DROP_REASONS
+from broker.alerts import DROP_REASONS, Alert
+from broker.errors import DecodeError
 from models.lightcurve import LightCurve
 
 # 2.5 / ln(10): d(mag) = MAG_PER_LN_FLUX * d(flux) / flux. The "1.0857" of the literature, unrounded.
@@ -95,6 +96,35 @@ def apply_cuts(cuts: Sequence[tuple[str, np.ndarray]], n: int) -> tuple[np.ndarr
             dropped[reason] += count
             keep &= ~hit
     return keep, dropped
+
+
+def assemble_alert(
+    survey: str,
+    object_id: object,
+    alert_id: object,
+    mjd: np.ndarray,
+    mag: np.ndarray,
+    magerr: np.ndarray,
+    band: Sequence[str],
+    keep: np.ndarray,
+    dropped: Counter,
+    what: str,
+) -> Alert:
+    """The Alert of one decoded message: point 0 is the triggering detection (its mjd is the alert's).
+
+    DecodeError("no_detections") when no point survived the cuts; `what` names the alert in that error.
+    """
+    lightcurve = assemble_lightcurve(mjd, mag, magerr, band, keep)
+    if len(lightcurve) == 0:
+        raise DecodeError("no_detections", f"{what}: no usable detection ({dict(dropped)})")
+    return Alert(
+        survey=survey,
+        object_id=str(object_id),
+        alert_id=str(alert_id),
+        mjd=float(mjd[0]),
+        lightcurve=lightcurve,
+        dropped=dropped,
+    )
 
 
 def assemble_lightcurve(

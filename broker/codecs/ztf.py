@@ -31,7 +31,7 @@ from broker.codecs.photometry import (
     ZTF_FID_OF_BAND,
     apply_cuts,
     as_float_array,
-    assemble_lightcurve,
+    assemble_alert,
     ztf_dc_magnitudes,
     ztf_difference_from_dc,
 )
@@ -105,16 +105,8 @@ def ztf_record_to_alert(record: dict) -> Alert:
             n,
         )
     mjd = jd - MJD_OFFSET
-    lightcurve = assemble_lightcurve(mjd, mag, magerr, bands, keep)
-    if len(lightcurve) == 0:
-        raise DecodeError("no_detections", f"ZTF alert {alert_id}: no usable detection ({dict(dropped)})")
-    return Alert(
-        survey="ztf",
-        object_id=str(object_id),
-        alert_id=str(alert_id),
-        mjd=float(mjd[0]),
-        lightcurve=lightcurve,
-        dropped=dropped,
+    return assemble_alert(
+        "ztf", object_id, alert_id, mjd, mag, magerr, bands, keep, dropped, f"ZTF alert {alert_id}"
     )
 
 
