@@ -74,6 +74,8 @@ class LightCurveStore:
         self._db.commit()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'touched'").fetchone()
         self._touched = int(row[0]) if row else 0
+        # Kept up to date by merge/evict rather than a COUNT(*) per batch, which scans every object.
+        self._n_objects = self._count_rows()
 
     # -- writes -------------------------------------------------------------------------------------
     def merge(self, object_id: str, lc: LightCurve) -> ObjectState:
@@ -96,12 +98,15 @@ class LightCurveStore:
                 (object_id, object_id, n_points - cap),
             )
             n_points = cap
-        self._db.execute(
-            "INSERT INTO objects (object_id, n_points, last_mjd, touched) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (object_id) DO UPDATE SET n_points = excluded.n_points, "
-            "last_mjd = excluded.last_mjd, touched = excluded.touched",
-            (object_id, n_points, last_mjd if last_mjd is not None else float("nan"), self._touched),
-        )
+        values = (n_points, last_mjd if last_mjd is not None else float("nan"), self._touched, object_id)
+        updated = self._db.execute(
+            "UPDATE objects SET n_points = ?, last_mjd = ?, touched = ? WHERE object_id = ?", values
+        ).rowcount
+        if not updated:
+            self._db.execute(
+                "INSERT INTO objects (n_points, last_mjd, touched, object_id) VALUES (?, ?, ?, ?)", values
+            )
+            self._n_objects += 1
         return self.state(object_id)
 
     def mark_classified(self, object_id: str, n_points: int, mjd: float) -> None:
@@ -130,6 +135,7 @@ class LightCurveStore:
         ids = [r[0] for r in self._db.execute(select_sql, params).fetchall()]
         self._db.executemany("DELETE FROM points WHERE object_id = ?", [(i,) for i in ids])
         self._db.executemany("DELETE FROM objects WHERE object_id = ?", [(i,) for i in ids])
+        self._n_objects -= len(ids)
         return len(ids)
 
     def commit(self) -> None:
@@ -140,6 +146,7 @@ class LightCurveStore:
         self._db.rollback()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'touched'").fetchone()
         self._touched = int(row[0]) if row else 0
+        self._n_objects = self._count_rows()
 
     def close(self) -> None:
         self._db.close()
@@ -168,4 +175,8 @@ class LightCurveStore:
         )
 
     def count(self) -> int:
+        """Objects held, including the open transaction's."""
+        return self._n_objects
+
+    def _count_rows(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM objects").fetchone()[0])

@@ -76,3 +76,32 @@ def test_idle_objects_are_evicted(tmp_path):
     assert s.evict() == 1
     assert s.state("old") is None and s.state("new") is not None
     s.close()
+
+
+def test_object_count_follows_merges_evictions_rollbacks_and_reopens(tmp_path):
+    """count() is kept up to date, not queried; it must always equal the rows in the table."""
+    cfg = StoreConfig(path=str(tmp_path / "lc.sqlite"), max_objects=3, max_idle_days=50)
+    s = LightCurveStore(cfg)
+
+    def rows() -> int:
+        return s._count_rows()
+
+    s.merge("a", lc([1.0]))
+    s.merge("a", lc([2.0]))  # an update, not a new object
+    s.merge("b", lc([100.0]))
+    assert s.count() == rows() == 2
+    s.commit()
+    s.merge("c", lc([101.0]))
+    s.merge("d", lc([102.0]))
+    assert s.count() == rows() == 4
+    s.rollback()
+    assert s.count() == rows() == 2
+    for name in "cdef":
+        s.merge(name, lc([103.0]))
+    assert s.evict() == 3  # "a" is idle, then the two least recently updated of the rest
+    assert s.count() == rows() == 3
+    s.commit()
+    s.close()
+    s = LightCurveStore(cfg)
+    assert s.count() == rows() == 3
+    s.close()
