@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from broker.codecs import write_schema_folder
-from broker.demo import DEFAULT_CRTS, start_plugin, wait_until_consuming
 from broker.kafka_io import KafkaSink
-from broker.local_kafka import LocalKafka
-from broker.replay import Selection, replay
+from broker.offline.demo import DEFAULT_CRTS, start_plugin, wait_until_consuming
+from broker.offline.local_kafka import LocalKafka
+from broker.offline.replay import Selection, replay
 from models.data import read_crts
 
 ARMS = {"batch_1": 1, "batch_500": 500}

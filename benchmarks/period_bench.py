@@ -173,7 +173,7 @@ def recovery(table, tolerance: float = 0.01) -> dict:
 
 def run_recovery(out_dir: str | Path) -> dict:
     """Period recovery and search cost on the CRTS (vs FATS PeriodLS) and EROS (vs catalogue) caches."""
-    from broker.dataset import load_or_build_crts, load_or_build_eros
+    from broker.offline.dataset import load_or_build_crts, load_or_build_eros
 
     results = {}
     for name, load in (("crts_vs_fats", load_or_build_crts), ("eros_vs_catalogue", load_or_build_eros)):

@@ -22,9 +22,9 @@ import time
 import uuid
 from pathlib import Path
 
-from broker.archives.base import open_archive
 from broker.kafka_io import KafkaSink
-from broker.replay import FolderSink, Pace, Selection, replay, select_objects
+from broker.offline.archives.base import open_archive
+from broker.offline.replay import FolderSink, Pace, Selection, replay, select_objects
 
 CRTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "crts_kvmu"
 OBJECTS = {"ztf": 12, "lsst": 5}  # ~3,600 and ~1,500 alerts: a few seconds per case on one core
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     broker, bootstrap = None, args.bootstrap
     if args.local_kafka:
-        from broker.local_kafka import LocalKafka, find_kafka_libs
+        from broker.offline.local_kafka import LocalKafka, find_kafka_libs
 
         broker = LocalKafka(libs_dir=find_kafka_libs())
         broker.start()

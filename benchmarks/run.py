@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if "decode" in todo:
         results["decode"] = decode_bench.run(args.out)
     if "replay" in todo or "e2e" in todo:
-        from broker.local_kafka import LocalKafka
+        from broker.offline.local_kafka import LocalKafka
 
         with LocalKafka() as kafka:
             if "replay" in todo:

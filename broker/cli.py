@@ -1,7 +1,8 @@
 """`varstream` command line: parses arguments and hands them to the command modules.
 
-Each command lives in `broker.commands.<module>` and exposes `add_arguments(parser)` and
-`main(args) -> int`; this file only lists them, so it holds no logic of its own.
+Each command lives in `broker.commands.<module>` (the plugin) or `broker.offline.commands.<module>` (the
+offline tooling) and exposes `add_arguments(parser)` and `main(args) -> int`; this file only lists them,
+so it holds no logic of its own.
 """
 
 from __future__ import annotations
@@ -16,15 +17,39 @@ from broker.errors import VarstreamError
 # name -> (module, one-line help). Order is the order of `varstream --help`.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("broker.commands.run", "run the plugin: alerts in, annotations out"),
-    "demo": ("broker.commands.demo", "the whole stream on a local Kafka with the default models"),
-    "replay": ("broker.commands.replay", "replay survey archives as a ZTF-like or LSST-like alert stream"),
-    "evaluate-stream": ("broker.commands.evaluate_stream", "score a running plugin from its annotations"),
-    "train-pelsvae": ("broker.commands.train_pelsvae", "train/evaluate the PELS-VAE light-curve generator"),
-    "generate": ("broker.commands.generate", "synthetic light curves from the PELS-VAE (CSV or CRTS files)"),
-    "train": ("broker.commands.train", "train a classifier (iTCN/TCN/iResNet) or novelty (AE-GMM) bundle"),
-    "evaluate": ("broker.commands.evaluate", "score bundles on a labelled archive (metrics.json + PNGs)"),
-    "compare-models": ("broker.commands.compare_models", "iTCN vs TCN vs iResNet vs random forest on CRTS"),
-    "report": ("broker.commands.report", "plot a run: latency, throughput, class mix, novelty (PNG + JSON)"),
+    "demo": ("broker.offline.commands.demo", "the whole stream on a local Kafka with the default models"),
+    "replay": (
+        "broker.offline.commands.replay",
+        "replay survey archives as a ZTF-like or LSST-like alert stream",
+    ),
+    "evaluate-stream": (
+        "broker.offline.commands.evaluate_stream",
+        "score a running plugin from its annotations",
+    ),
+    "train-pelsvae": (
+        "broker.offline.commands.train_pelsvae",
+        "train/evaluate the PELS-VAE light-curve generator",
+    ),
+    "generate": (
+        "broker.offline.commands.generate",
+        "synthetic light curves from the PELS-VAE (CSV or CRTS files)",
+    ),
+    "train": (
+        "broker.offline.commands.train",
+        "train a classifier (iTCN/TCN/iResNet) or novelty (AE-GMM) bundle",
+    ),
+    "evaluate": (
+        "broker.offline.commands.evaluate",
+        "score bundles on a labelled archive (metrics.json + PNGs)",
+    ),
+    "compare-models": (
+        "broker.offline.commands.compare_models",
+        "iTCN vs TCN vs iResNet vs random forest on CRTS",
+    ),
+    "report": (
+        "broker.offline.commands.report",
+        "plot a run: latency, throughput, class mix, novelty (PNG + JSON)",
+    ),
 }
 
 

@@ -1,5 +1,6 @@
 """Thin typed wrappers around confluent-kafka: the pipeline, replay, demo, report and evaluate-stream reach
-Kafka only through here (broker.local_kafka, which runs the development broker itself, is the exception).
+Kafka only through here (broker.offline.local_kafka, which runs the development broker itself, is the
+exception).
 
 The delivery guarantee is decided in one place, `KafkaIO.commit`, whose numbered steps follow the usual
 order: flush the producer → raise any saved delivery error → commit the input offsets (at-least-once) or

@@ -6,7 +6,7 @@ of ``varstream evaluate``). EROS-1 (RAMP kit): ``train.csv`` (one row per star, 
 plus ``*_varlength_features.csv.gz`` (bracketed lists of times, magnitudes and errors for bands b and r).
 
 `WindowDataset` (windows + per-object table, saved as .npz + .json) lives here too, so training code in
-`models` can load the window caches that `broker.dataset` builds.
+`models` can load the window caches that `broker.offline.dataset` builds.
 
 `models` must not import `broker`, so bad input raises `DataError` (a ValueError) naming file and line;
 the broker wraps it in its own ArchiveError where it needs to.

@@ -1,9 +1,9 @@
 """Training of the PELS-VAE on folded windows, its latent regression, and its reconstruction metrics.
 
-Input: `Windows` from the plugin's own period search and folding (built by `broker.dataset`), turned into
-`PhaseSequences`: phases recovered from Δφ and aligned so the fundamental Fourier harmonic is brightest at
-phase 0 (a latent of 4 then describes shape, not an arbitrary epoch), magnitudes and errors standardised per
-window as `models.windows` has them, and the physical parameters of `models.pelsvae.PARAMS` from the
+Input: `Windows` from the plugin's own period search and folding (built by `broker.offline.dataset`), turned
+into `PhaseSequences`: phases recovered from Δφ and aligned so the fundamental Fourier harmonic is brightest
+at phase 0 (a latent of 4 then describes shape, not an arbitrary epoch), magnitudes and errors standardised
+per window as `models.windows` has them, and the physical parameters of `models.pelsvae.PARAMS` from the
 window's aux. The paper's augmentation, applied per batch: a random subset of each window (or, for short
 windows, the window plus points resampled within their errors) of one random length in [min_len, seq_len];
 magnitudes resampled within their errors; a small random phase shift (the alignment's uncertainty).

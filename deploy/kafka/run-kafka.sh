@@ -3,8 +3,8 @@
 #
 #   deploy/kafka/run-kafka.sh [--port 9092] [--workdir DIR] [--heap 1G]
 #
-# Fetches the jars on first use, then hands over to `python -m broker.local_kafka`, so the broker
-# settings live in one place (broker/local_kafka.py).
+# Fetches the jars on first use, then hands over to `python -m broker.offline.local_kafka`, so the broker
+# settings live in one place (broker/offline/local_kafka.py).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -17,4 +17,4 @@ if ! ls "$libs"/kafka_2.13-*.jar >/dev/null 2>&1; then
     "$repo_root/deploy/kafka/fetch-jars.sh" "$libs"
 fi
 cd "$repo_root"
-VARSTREAM_KAFKA_LIBS="$libs" exec "$python" -m broker.local_kafka "$@"
+VARSTREAM_KAFKA_LIBS="$libs" exec "$python" -m broker.offline.local_kafka "$@"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from broker.cli import main as varstream
-from broker.generate import CadenceSpec, generate_lightcurves, search_and_fold
+from broker.offline.generate import CadenceSpec, generate_lightcurves, search_and_fold
 from models.data import read_crts
 from models.pelsvae import load_pelsvae_bundle
 

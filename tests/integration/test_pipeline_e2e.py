@@ -1,6 +1,6 @@
 """The plugin as a separate process, through the real Apache Kafka, on real CRTS light curves.
 
-Alerts are replayed with `broker.replay`; the expected annotations come from an oracle written out in
+Alerts are replayed with `broker.offline.replay`; the expected annotations come from an oracle written out in
 tests/integration/plugin.py (first at 50 points, then at every 10% growth), not from the plugin's code.
 """
 
@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from broker.codecs import encode_ztf
 from broker.codecs.resolver import wire_header
 from broker.kafka_io import DLQ_HEADER_OFFSET, DLQ_HEADER_REASON, KafkaSink
-from broker.replay import Selection, replay
+from broker.offline.replay import Selection, replay
 from models.data import read_crts
 from tests.fixtures.prometheus import free_port
 from tests.integration.plugin import (

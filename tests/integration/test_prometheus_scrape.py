@@ -80,9 +80,9 @@ def start_varstream_run(kafka, shared_data: Path, workdir: Path) -> Iterator[str
     The stream must outlive the first scrapes: a backlog answered before Prometheus looks would leave every
     counter flat in its eyes (no rate, no increase, no alert).
     """
-    from broker.archives.base import open_archive
     from broker.kafka_io import KafkaSink
-    from broker.replay import Pace, Selection, replay
+    from broker.offline.archives.base import open_archive
+    from broker.offline.replay import Pace, Selection, replay
 
     suffix = uuid.uuid4().hex[:8]
     alerts, annotations, dead_letter = (f"scrape-{name}-{suffix}" for name in ("alerts", "out", "dlq"))

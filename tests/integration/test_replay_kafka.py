@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from broker.archives.base import open_archive
 from broker.codecs import SchemaResolver, decode, encode_annotation
-from broker.commands import replay as replay_command
-from broker.evaluate_stream import evaluate_stream, read_topic
-from broker.local_kafka import LocalKafka
+from broker.offline.archives.base import open_archive
+from broker.offline.commands import replay as replay_command
+from broker.offline.evaluate_stream import evaluate_stream, read_topic
+from broker.offline.local_kafka import LocalKafka
 from tests.unit.test_evaluate_stream import TRUTH_CSV, annotation
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

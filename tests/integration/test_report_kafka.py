@@ -10,7 +10,7 @@ from confluent_kafka import Producer
 
 from broker.cli import main as cli_main
 from broker.codecs.annotations import encode_annotation
-from broker.report import PLOT_FILES, REPORT_FILE, read_annotations_topic
+from broker.offline.report import PLOT_FILES, REPORT_FILE, read_annotations_topic
 from tests.unit.test_report import make_run
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]

@@ -16,9 +16,9 @@ import sys
 import numpy as np
 import pytest
 
-from broker.demo import held_out_ids
 from broker.kafka_io import KafkaSink
-from broker.replay import Selection, replay
+from broker.offline.demo import held_out_ids
+from broker.offline.replay import Selection, replay
 from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, load_bundle
 from models.data import read_crts
 from tests.integration.plugin import REPO, expected_trigger_indices, write_config

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from broker.archives.base import JD_TO_MJD, open_archive
 from broker.errors import ArchiveError
+from broker.offline.archives.base import JD_TO_MJD, open_archive
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "archives" / "asassn"
 RRAB = "ASASSN-V J000012.34+101112.3"  # V-band database CSV

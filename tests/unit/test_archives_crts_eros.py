@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from broker.archives.base import open_archive
 from broker.errors import ArchiveError
+from broker.offline.archives.base import open_archive
 
 
 def test_crts_from_the_kvmu_folder(shared_data):

@@ -8,8 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from broker.archives.base import FORMATS, open_archive, options_for, to_mjd
 from broker.errors import ArchiveError, ConfigError
+from broker.offline.archives.base import FORMATS, open_archive, options_for, to_mjd
 
 CRTS_COLUMNS = {"time_col": "MJD", "mag_col": "mag", "err_col": "magerr", "id_col": "ID"}
 MULTI = """\

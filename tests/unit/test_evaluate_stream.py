@@ -10,7 +10,7 @@ import pytest
 
 from broker.codecs import validate_annotation
 from broker.errors import ConfigError
-from broker.evaluate_stream import (
+from broker.offline.evaluate_stream import (
     TopicSnapshot,
     last_per_object,
     latency_seconds,

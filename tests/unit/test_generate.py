@@ -1,4 +1,5 @@
-"""broker.generate: cadences, generated objects, CRTS files read back by models.data, period checks."""
+"""broker.offline.generate: cadences, generated objects, CRTS files read back by models.data, period
+checks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from broker.errors import ConfigError
-from broker.generate import (
+from broker.offline.generate import (
     SURVEYS,
     TRUTH_COLUMNS,
     CadenceSpec,

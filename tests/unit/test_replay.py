@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from broker.archives.base import open_archive
 from broker.codecs import SchemaResolver, decode
 from broker.errors import ArchiveError, ConfigError, DeliveryError
 from broker.kafka_io import KafkaSink
-from broker.replay import (
+from broker.offline.archives.base import open_archive
+from broker.offline.replay import (
     DEFAULT_BAND_MAP,
     HISTORY_DAYS,
     FolderSink,
@@ -311,7 +311,7 @@ def test_archive_alerts_decode_back_to_the_same_objects_and_photometry(archive, 
 def run_command(argv: list[str]) -> int:
     import argparse
 
-    from broker.commands import replay as command
+    from broker.offline.commands import replay as command
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)

@@ -12,7 +12,13 @@ import pytest
 from broker.cli import main as cli_main
 from broker.codecs.annotations import validate_annotation
 from broker.errors import ArchiveError
-from broker.report import ANNOTATIONS_FILE, PLOT_FILES, REPORT_FILE, build_report, read_annotations_file
+from broker.offline.report import (
+    ANNOTATIONS_FILE,
+    PLOT_FILES,
+    REPORT_FILE,
+    build_report,
+    read_annotations_file,
+)
 
 CLASSES = ["RRab", "RRc", "EA", "EB", "LPV"]
 CLASS_P = [0.4, 0.2, 0.2, 0.15, 0.05]

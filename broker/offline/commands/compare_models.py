@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.commands.train import (
+from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
@@ -173,7 +173,7 @@ def _network_predictor(model, run_model):
 
 def _accuracy_vs_points(args, val_split, predictors, classes, progress) -> dict:
     """Object accuracy of each model when every validation object has only its first N points."""
-    from broker.dataset import DEFAULT_CACHE_DIR, build_windows
+    from broker.offline.dataset import DEFAULT_CACHE_DIR, build_windows
 
     if not args.points:
         return {}

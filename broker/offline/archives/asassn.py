@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.archives.base import JD_TO_MJD, ReadReport, RowErrors, parse_float
 from broker.errors import ArchiveError
+from broker.offline.archives.base import JD_TO_MJD, ReadReport, RowErrors, parse_float
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 PHOT_DB_HEADER = ("hjd", "camera", "mag", "mag_err", "flux", "flux_err")

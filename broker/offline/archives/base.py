@@ -25,11 +25,11 @@ from models.lightcurve import LabelledLightCurve
 
 # format name -> "module:Class"; the module is imported only when the format is opened.
 FORMATS: dict[str, str] = {
-    "ogle": "broker.archives.ogle:OgleArchive",
-    "asassn": "broker.archives.asassn:AsassnArchive",
-    "crts": "broker.archives.crts:CrtsArchive",
-    "eros": "broker.archives.eros:ErosArchive",
-    "csv": "broker.archives.generic_csv:CsvArchive",
+    "ogle": "broker.offline.archives.ogle:OgleArchive",
+    "asassn": "broker.offline.archives.asassn:AsassnArchive",
+    "crts": "broker.offline.archives.crts:CrtsArchive",
+    "eros": "broker.offline.archives.eros:ErosArchive",
+    "csv": "broker.offline.archives.generic_csv:CsvArchive",
 }
 
 ON_ERROR = ("raise", "collect")

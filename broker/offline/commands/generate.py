@@ -23,7 +23,7 @@ FORMATS = ("csv", "crts")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from broker.generate import CADENCES
+    from broker.offline.generate import CADENCES
 
     parser.add_argument("--bundle", type=Path, help="generator bundle (default: the shipped one)")
     parser.add_argument("--class", dest="classes", action="append", help="class to generate; repeatable")
@@ -59,7 +59,7 @@ def times_pool(spec: str) -> tuple[np.ndarray, ...]:
         if column is None:
             raise ArchiveError(f"{path}: need an MJD column, got {list(frame.columns)}")
         return (np.sort(frame[column].to_numpy(np.float64)),)
-    from broker.commands.train import load_labelled_objects
+    from broker.offline.commands.train import load_labelled_objects
 
     return tuple(obj.lightcurve.mjd for obj in load_labelled_objects(spec))
 
@@ -77,7 +77,13 @@ def parse_noise(text: str) -> float | str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.generate import cadence_from_args, generate_lightcurves, write_crts, write_csv, write_truth
+    from broker.offline.generate import (
+        cadence_from_args,
+        generate_lightcurves,
+        write_crts,
+        write_csv,
+        write_truth,
+    )
     from models.bundle import BundleFormatError
     from models.pelsvae import DEFAULT_GENERATOR_BUNDLE, load_pelsvae_bundle
 

@@ -8,7 +8,7 @@ this module does the same with the jars `make kafka` fetched from Maven Central 
         kafka.create_topics(["alerts"], partitions=4)
         producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
 
-Users run one in the foreground with `python -m broker.local_kafka` (Ctrl-C stops it cleanly).
+Users run one in the foreground with `python -m broker.offline.local_kafka` (Ctrl-C stops it cleanly).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ PROBE_TOPIC = "varstream-readiness-probe"
 LOG_TAIL_LINES = 40
 # librdkafka's own log lines (e.g. "connection refused" while the JVM boots) go to this logger, not stderr;
 # failures that matter reach callers as exceptions.
-RDKAFKA_LOG = logging.getLogger("broker.local_kafka.rdkafka")
+RDKAFKA_LOG = logging.getLogger("broker.offline.local_kafka.rdkafka")
 RDKAFKA_LOG.addHandler(logging.NullHandler())
 LOG = logging.getLogger(__name__)
 # The JVM flags of Kafka's kafka-run-class.sh / kafka-server-start.sh, with the heap fixed (-Xms = -Xmx).
@@ -83,7 +83,7 @@ def find_kafka_libs() -> Path:
                 f"{LIBS_ENV}={env_value!r} holds no kafka_2.13-*.jar: run `make kafka` to fetch it"
             )
         return libs.resolve()
-    repo_root = Path(__file__).resolve().parents[1]
+    repo_root = Path(__file__).resolve().parents[2]
     candidates = [repo_root / LIBS_RELATIVE, Path.cwd() / LIBS_RELATIVE]
     for libs in candidates:
         if _has_kafka_jar(libs):
@@ -524,7 +524,8 @@ def _die_with_parent_preexec() -> Callable[[], None] | None:
 def main(argv: list[str] | None = None) -> int:
     """Run a broker in the foreground until Ctrl-C (or SIGTERM), then stop it cleanly."""
     parser = argparse.ArgumentParser(
-        prog="python -m broker.local_kafka", description="Run a local single-node Apache Kafka broker."
+        prog="python -m broker.offline.local_kafka",
+        description="Run a local single-node Apache Kafka broker.",
     )
     parser.add_argument(
         "--port", type=int, default=None, help="client port on 127.0.0.1 (default: a free one)"

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.archives.base import JD_TO_MJD, REDUCED_HJD_TO_MJD, ReadReport, RowErrors, parse_float, to_mjd
 from broker.errors import ArchiveError, ConfigError
+from broker.offline.archives.base import (
+    JD_TO_MJD,
+    REDUCED_HJD_TO_MJD,
+    ReadReport,
+    RowErrors,
+    parse_float,
+    to_mjd,
+)
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 TIME_FORMATS = ("mjd", "jd", "hjd", "hjd-2450000", "auto")

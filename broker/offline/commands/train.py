@@ -1,9 +1,9 @@
 """Train a classifier (iTCN / TCN / iResNet) or novelty (AE-GMM) bundle on a labelled archive.
 
 DATA is FORMAT:PATH: `crts` (a .tar.xz or folder of <ID>-<CLASS>.csv, or a folder holding the .tar.xz) or
-`eros` (the RAMP folder). Windows come from the plugin's own period search and folding (broker.dataset,
-cached under .cache/windows/), never from catalogue periods. Classes: those with at least
---min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
+`eros` (the RAMP folder). Windows come from the plugin's own period search and folding
+(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods. Classes: those with at
+least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
 are split by object (train/val/test, stratified); validation picks the epoch, and the test split's metrics
 are written into the bundle's metadata.
 """
@@ -82,7 +82,7 @@ def load_dataset(
     cache_dir: Path | None = None,
 ):
     """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache."""
-    from broker import dataset
+    from broker.offline import dataset
 
     fmt, path = parse_data_spec(spec)
     cache_dir = cache_dir or dataset.DEFAULT_CACHE_DIR

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from broker.archives.base import ReadReport
 from broker.errors import ArchiveError
+from broker.offline.archives.base import ReadReport
 from models.data import DataError, read_crts
 from models.lightcurve import LabelledLightCurve
 

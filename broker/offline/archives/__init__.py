@@ -1,5 +1,5 @@
 """Survey archives as iterables of labelled light curves, opened by "FORMAT:PATH" (see base.FORMATS)."""
 
-from broker.archives.base import FORMATS, Archive, BadRow, ReadReport, open_archive
+from broker.offline.archives.base import FORMATS, Archive, BadRow, ReadReport, open_archive
 
 __all__ = ["FORMATS", "Archive", "BadRow", "ReadReport", "open_archive"]

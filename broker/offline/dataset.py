@@ -34,8 +34,8 @@ from models.windows import Windows
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "windows"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "windows"
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CRTS_ARCHIVE = SHARED_DATA / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz"
 EROS_FOLDER = SHARED_DATA / "eros1_ramp"
 SKIP_NO_WINDOW = "too_few_points_for_window"

@@ -1,7 +1,7 @@
 """Train the PELS-VAE light-curve generator (and evaluate it: reconstruction, fidelity, plots, augmentation).
 
 DATA is FORMAT:PATH (crts or eros; repeat --data to train on both). Windows come from the plugin's own
-period search and folding (the cached windows of broker.dataset), with the classifiers' classes
+period search and folding (the cached windows of broker.offline.dataset), with the classifiers' classes
 (models.data.select_classes, RS_CVn never trained on) and by-object splits (same fractions and seed), so
 the test objects here are the classifiers' test objects too. The bundle gets reconstruction metrics on the
 test split. --eval-out DIR also writes evaluation.json and PNGs: fidelity as the plugin sees it (period
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.commands.train import (
+from broker.errors import BundleError, ConfigError
+from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
@@ -32,7 +33,6 @@ from broker.commands.train import (
     set_threads,
     split_summary,
 )
-from broker.errors import BundleError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def _asdict(config) -> dict:
 
 def evaluate(args, data: dict, bundle) -> dict:
     """Reconstruction (test split), fidelity and period recovery of generated curves, plots, experiment."""
-    from broker.generate import CadenceSpec, check_generated, generate_lightcurves, search_and_fold
+    from broker.offline.generate import CadenceSpec, check_generated, generate_lightcurves, search_and_fold
     from models.pelsvae_train import reconstruction_metrics
 
     out = args.eval_out
@@ -250,7 +250,7 @@ def augmentation_experiment(args, data: dict, bundle, real: dict):
     """Small iTCN on CRTS train windows with vs without generated rare-class curves; val-split metrics.
 
     Returns (report, the real-only arm's classifier bundle)."""
-    from broker.generate import CadenceSpec, generate_lightcurves, search_and_fold
+    from broker.offline.generate import CadenceSpec, generate_lightcurves, search_and_fold
     from models.evaluate import aggregate_by_object, classification_metrics
     from models.train import TrainConfig, train_classifier
     from models.windows import Windows
@@ -348,7 +348,7 @@ def _plot_grid(path: Path, bundle, searched, real: dict, data: dict, per_class: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from broker.generate import search_and_fold
+    from broker.offline.generate import search_and_fold
     from broker.period import centre_bands
 
     labels = [c for c in bundle.class_names if real.get(c, {}).get("test")]

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from broker.archives.base import ReadReport
 from broker.errors import ArchiveError
+from broker.offline.archives.base import ReadReport
 from models.data import DataError, read_eros
 from models.lightcurve import LabelledLightCurve, LightCurve
 

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.evaluate_stream import evaluate_stream
+    from broker.offline.evaluate_stream import evaluate_stream
 
     metrics = evaluate_stream(args.bootstrap, args.topic, args.truth, args.out, args.timeout)
     counts, latency = metrics["counts"], metrics["latency_seconds"]

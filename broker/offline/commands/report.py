@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from broker.errors import ConfigError
-    from broker.report import (
+    from broker.offline.report import (
         PLOT_FILES,
         REPORT_FILE,
         build_report,

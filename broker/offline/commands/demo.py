@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.demo import DemoOptions, run_demo
+    from broker.offline.demo import DemoOptions, run_demo
 
     report = run_demo(
         DemoOptions(

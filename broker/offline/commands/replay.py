@@ -101,7 +101,7 @@ def parse_time_range(text: str | None) -> tuple[float, float] | None:
 
 def parse_band_map(text: str | None) -> dict[str, str] | None:
     from broker.errors import ConfigError
-    from broker.replay import DEFAULT_BAND_MAP
+    from broker.offline.replay import DEFAULT_BAND_MAP
 
     if text is None:
         return None
@@ -135,7 +135,7 @@ def read_object_ids(path: Path | None) -> frozenset[str] | None:
 def make_sink(args: argparse.Namespace):
     from broker.errors import ConfigError
     from broker.kafka_io import KafkaSink
-    from broker.replay import FolderSink
+    from broker.offline.replay import FolderSink
 
     to_kafka = args.bootstrap is not None or args.topic is not None
     if to_kafka == (args.to_folder is not None):
@@ -149,7 +149,7 @@ def make_sink(args: argparse.Namespace):
 
 
 def make_pace(args: argparse.Namespace):
-    from broker.replay import Pace
+    from broker.offline.replay import Pace
 
     if args.as_fast_as_possible:
         return Pace.as_fast_as_possible()
@@ -169,9 +169,9 @@ def write_bad_rows(path: Path, archives) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.archives.base import open_archive, options_for
     from broker.errors import ConfigError
-    from broker.replay import Selection, replay
+    from broker.offline.archives.base import open_archive, options_for
+    from broker.offline.replay import Selection, replay
 
     options = archive_options(args)
     archives = []

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.commands.train import (
+from broker.errors import BundleError, ConfigError
+from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
     load_dataset,
     set_threads,
 )
-from broker.errors import BundleError, ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
