@@ -18,6 +18,7 @@ from broker.errors import ConfigError
 ENV_PREFIX = "VARSTREAM_"
 INPUT_FORMATS = ("auto", "ztf", "lsst")
 DELIVERY_MODES = ("at-least-once", "exactly-once")
+INFERENCE_ENGINES = ("auto", "onnx", "torch")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class InferenceConfig:
     classifier_bundle: str = ""  # empty: the default bundle shipped with varstream
     novelty_bundle: str = ""  # empty: the default bundle; "none": no novelty detection
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    engine: str = "auto"  # auto | onnx | torch (torch needs the [train] extra); see broker.runtime
     max_batch_windows: int = 512  # windows per forward pass
     novelty_percentile: float = 95.0  # training-energy percentile above which an alert is novel
     torch_threads: int = 0  # 0: torch's default
@@ -126,6 +128,7 @@ class Config:
             "in (0, 100)",
         )
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
+        _check(i.engine in INFERENCE_ENGINES, "inference.engine", i.engine, f"one of {INFERENCE_ENGINES}")
         m = self.metrics
         _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
         _check(m.stall_after_s > 0, "metrics.stall_after_s", m.stall_after_s, "> 0")

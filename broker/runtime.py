@@ -1,12 +1,18 @@
 """Inference runtime: loads the classifier and novelty bundles and answers for a batch of objects.
 
-It owns the device choice and the consistency check between the two bundles (they must have been trained
-on windows built the same way, since the plugin builds windows once per object). It speaks numpy, so the
-Kafka side never sees a tensor.
+It owns the engine and device choice and the consistency check between the two bundles (they must have
+been trained on windows built the same way, since the plugin builds windows once per object). It speaks
+numpy, so the Kafka side never sees a tensor.
+
+Engines: "onnx" serves the bundles' ONNX export through ONNX Runtime (the plugin's own install); "torch"
+serves the torch weights (needs the [train] extra). "auto" picks ONNX Runtime on CPU (measured faster
+there, see benchmarks/inference_bench.py), ONNX Runtime on CUDA when onnxruntime-gpu is present, else torch;
+it falls back to the other engine when the first is not installed or a bundle lacks its ONNX export.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -37,14 +43,70 @@ class Classification:
         return int(np.argmax(self.proba))
 
 
-def resolve_device(requested: str) -> str:
+CPU_ENGINE = "onnx"  # the engine "auto" serves with on CPU: the faster one in benchmarks/inference_bench.py
+TRAIN_EXTRA_HINT = "pip install 'varstream[train]'"
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def onnx_cuda_available() -> bool:
+    if not installed("onnxruntime"):
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def torch_cuda_available() -> bool:
+    if not installed("torch"):
+        return False
     import torch
 
+    return torch.cuda.is_available()
+
+
+def resolve_device(requested: str) -> str:
+    """ "auto" → cuda when torch or onnxruntime-gpu sees a device, else cpu; "cuda…" is checked."""
+    cuda = onnx_cuda_available() or torch_cuda_available()
     if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if cuda else "cpu"
+    if requested.startswith("cuda") and not cuda:
         raise BundleError(f"inference.device = {requested!r} but no CUDA device is available")
     return requested
+
+
+def resolve_engine(requested: str, device: str, has_onnx: bool) -> str:
+    """The engine that serves: "onnx" or "torch" (see the module docstring for what "auto" picks)."""
+    have_torch, have_ort = installed("torch"), installed("onnxruntime")
+    if requested == "torch":
+        if not have_torch:
+            raise BundleError(f"inference.engine = 'torch' needs torch: {TRAIN_EXTRA_HINT}")
+        return "torch"
+    if requested == "onnx":
+        if not have_ort:
+            raise BundleError("inference.engine = 'onnx' needs onnxruntime: pip install onnxruntime")
+        if not has_onnx:
+            raise BundleError(
+                "inference.engine = 'onnx' but a bundle has no ONNX export: varstream export-onnx"
+            )
+        return "onnx"
+    if requested != "auto":
+        raise BundleError(f"inference.engine must be one of auto, onnx, torch; got {requested!r}")
+    onnx_ok = have_ort and has_onnx and (not device.startswith("cuda") or onnx_cuda_available())
+    first = CPU_ENGINE if device == "cpu" else "onnx"
+    if first == "onnx" and onnx_ok:
+        return "onnx"
+    if have_torch:
+        return "torch"
+    if onnx_ok:
+        return "onnx"
+    raise BundleError(
+        f"no inference engine for device {device!r}: the bundles lack an ONNX export (varstream export-onnx) "
+        f"or onnxruntime{'-gpu' if device.startswith('cuda') else ''} is missing, and torch is not installed "
+        f"({TRAIN_EXTRA_HINT})"
+    )
 
 
 def _config_from(cls: type, values: dict, what: str):
@@ -59,20 +121,27 @@ class InferenceRuntime:
     """Both models, on one device, with the period-search and window settings they were trained with."""
 
     def __init__(self, config: InferenceConfig) -> None:
-        from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, load_bundle
+        from models.bundle_format import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError
+        from models.onnx_serving import has_onnx_export
 
         self.config = config
-        if config.torch_threads > 0:
-            import torch
-
-            torch.set_num_threads(config.torch_threads)
         self.device = resolve_device(config.device)
-        self.classifier = load_bundle(Path(config.classifier_bundle or DEFAULT_CLASSIFIER_BUNDLE))
+        paths = [Path(config.classifier_bundle or DEFAULT_CLASSIFIER_BUNDLE)]
+        if config.novelty_bundle.lower() != "none":
+            paths.append(Path(config.novelty_bundle or DEFAULT_NOVELTY_BUNDLE))
+        self.engine = resolve_engine(config.engine, self.device, all(has_onnx_export(p) for p in paths))
+        # On an accelerator, batches are padded to a few fixed sizes so each shape is planned once.
+        self.pad_batches = self.device.startswith("cuda")
+        try:
+            loaded = [self._load(path) for path in paths]
+        except BundleFormatError as err:
+            raise BundleError(str(err)) from err
+        self.classifier = loaded[0]
         if self.classifier.kind != "classifier":
             raise BundleError(f"inference.classifier_bundle is a {self.classifier.kind!r} bundle")
         self.novelty = None
-        if config.novelty_bundle.lower() != "none":
-            self.novelty = load_bundle(Path(config.novelty_bundle or DEFAULT_NOVELTY_BUNDLE))
+        if len(loaded) > 1:
+            self.novelty = loaded[1]
             if self.novelty.kind != "novelty":
                 raise BundleError(f"inference.novelty_bundle is a {self.novelty.kind!r} bundle")
             for attr in ("window", "period_search"):
@@ -85,7 +154,21 @@ class InferenceRuntime:
             PeriodSearchConfig, self.classifier.period_search, "period_search"
         )
         self.window_config: WindowConfig = _config_from(WindowConfig, self.classifier.window, "window")
-        log.info("models loaded: %s on %s", self.info, self.device)
+        log.info("models loaded: %s on %s with the %s engine", self.info, self.device, self.engine)
+
+    def _load(self, path: Path):
+        """A bundle served by the chosen engine; it stays resident on the device between batches."""
+        if self.engine == "onnx":
+            from models.onnx_serving import OnnxBundle
+
+            return OnnxBundle(path, device=self.device, threads=self.config.torch_threads)
+        import torch
+
+        from models.bundle import load_bundle
+
+        if self.config.torch_threads > 0:
+            torch.set_num_threads(self.config.torch_threads)
+        return load_bundle(path)
 
     @property
     def class_names(self) -> list[str]:
@@ -111,24 +194,27 @@ class InferenceRuntime:
         if (counts == 0).any():
             raise ValueError("every object passed to classify() needs at least one window")
         windows = Windows.concatenate(per_object)
-        bs = self.config.max_batch_windows
-        proba = self.classifier.predict(windows, device=self.device, batch_size=bs).proba
-        energy = percentile = None
-        if self.novelty is not None:
-            energy = self.novelty.predict(windows, device=self.device, batch_size=bs).energy
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        out = []
-        for i in range(len(per_object)):
-            sl = slice(bounds[i], bounds[i + 1])
-            kwargs = {}
-            if energy is not None:
-                e = float(np.mean(energy[sl]))
-                length = int(per_object[i].lengths.max())  # an object's windows share one length
-                percentile = float(self.novelty.energy_percentile(np.array([e]), np.array([length]))[0])
-                kwargs = dict(
-                    novelty_energy=e,
-                    novelty_percentile=percentile,
-                    is_novel=bool(percentile > self.config.novelty_percentile),
-                )
-            out.append(Classification(proba=proba[sl].mean(axis=0), windows_used=int(counts[i]), **kwargs))
-        return out
+        options = dict(
+            device=self.device, batch_size=self.config.max_batch_windows, pad_batches=self.pad_batches
+        )
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        proba = np.add.reduceat(self.classifier.predict(windows, **options).proba, starts, axis=0)
+        proba /= counts[:, None]
+        if self.novelty is None:
+            return [Classification(proba=p, windows_used=int(c)) for p, c in zip(proba, counts, strict=True)]
+        # One vectorised ranking for the whole batch: each object's mean energy among training windows of
+        # its length (an object's windows share one length).
+        energy = np.add.reduceat(self.novelty.predict(windows, **options).energy, starts) / counts
+        lengths = np.array([int(w.lengths.max()) for w in per_object])
+        percentile = self.novelty.energy_percentile(energy, lengths)
+        novel = percentile > self.config.novelty_percentile
+        return [
+            Classification(
+                proba=proba[i],
+                windows_used=int(counts[i]),
+                novelty_energy=float(energy[i]),
+                novelty_percentile=float(percentile[i]),
+                is_novel=bool(novel[i]),
+            )
+            for i in range(len(per_object))
+        ]

@@ -15,41 +15,49 @@ different true lengths are grouped so no network ever sees zero padding.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from models import aegmm, itcn
+from models.bundle_format import (  # re-exported: the format's names are also this module's
+    BUNDLES_DIR,
+    DEFAULT_CLASSIFIER_BUNDLE,
+    DEFAULT_NOVELTY_BUNDLE,
+    FORMAT_VERSION,
+    KINDS,
+    METADATA_FILE,
+    N_ENERGY_QUANTILES,
+    WEIGHTS_FILE,
+    BundleFormatError,
+    EnergyRanks,
+    Prediction,
+    check_lengths,
+    length_groups,
+    pad_rows,
+    read_document,
+)
 from models.jsonio import json_default
 from models.windows import Windows
 
-FORMAT_VERSION = 1
-KINDS = ("classifier", "novelty")
-WEIGHTS_FILE = "weights.pt"
-METADATA_FILE = "metadata.json"
-N_ENERGY_QUANTILES = 1001  # percentiles 0, 0.1, ..., 100 of the training energies
-
-BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
-DEFAULT_CLASSIFIER_BUNDLE = BUNDLES_DIR / "crts-itcn"
-DEFAULT_NOVELTY_BUNDLE = BUNDLES_DIR / "crts-aegmm"
-
-
-class BundleFormatError(ValueError):
-    """A bundle folder is missing, incomplete or inconsistent; the message names the path and the field.
-
-    `models` cannot import `broker.errors`; the runtime wraps this in its BundleError.
-    """
-
-
-@dataclass
-class Prediction:
-    """proba: (n, K) float64 probabilities in `Bundle.class_names` order; energy: (n,) float64 or None."""
-
-    proba: np.ndarray
-    energy: np.ndarray | None = None
+__all__ = [
+    "BUNDLES_DIR",
+    "DEFAULT_CLASSIFIER_BUNDLE",
+    "DEFAULT_NOVELTY_BUNDLE",
+    "FORMAT_VERSION",
+    "KINDS",
+    "METADATA_FILE",
+    "N_ENERGY_QUANTILES",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "BundleFormatError",
+    "Prediction",
+    "length_groups",
+    "load_bundle",
+    "run_model",
+    "save_bundle",
+]
 
 
 def resolve_device(device: str) -> torch.device:
@@ -59,40 +67,39 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def length_groups(lengths: np.ndarray, batch_size: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (true length, window indices) batches, each of one length and at most `batch_size` windows."""
-    lengths = np.asarray(lengths)
-    for length in np.unique(lengths):
-        index = np.flatnonzero(lengths == length)
-        for start in range(0, len(index), batch_size):
-            yield int(length), index[start : start + batch_size]
-
-
 @torch.inference_mode()
 def run_model(
-    model: torch.nn.Module, kind: str, windows: Windows, device: torch.device | str, batch_size: int
+    model: torch.nn.Module,
+    kind: str,
+    windows: Windows,
+    device: torch.device | str,
+    batch_size: int,
+    pad_batches: bool = False,
 ) -> Prediction:
-    """Run a classifier or AE-GMM (already on `device`) over windows, one true length per batch."""
+    """Run a classifier or AE-GMM (already on `device`) over windows, one true length per batch.
+
+    pad_batches: pad each batch to one of a few fixed sizes (`bundle_format.PADDED_BATCH_SIZES`) by
+    repeating a window, so an accelerator sees a handful of shapes; the padding's outputs are dropped.
+    """
     model.eval()
     n = len(windows)
     lengths = np.asarray(windows.lengths)
-    if n and (lengths.min() < 1 or lengths.max() > windows.window_length):
-        raise ValueError(
-            f"window lengths must be in 1..{windows.window_length}, got {lengths.min()}..{lengths.max()}"
-        )
+    check_lengths(lengths, windows.window_length)
     n_classes = model.head[-1].out_channels if kind == "classifier" else model.estimator[-1].out_features
     proba = np.zeros((n, n_classes), np.float64)
     energy = np.zeros(n, np.float64) if kind == "novelty" else None
     for length, index in length_groups(lengths, batch_size):
-        x = windows.x[index, :length]
-        aux = torch.as_tensor(windows.aux[index], dtype=torch.float32, device=device)
+        rows = pad_rows(index) if pad_batches else index
+        keep = len(index)
+        x = windows.x[rows, :length]
+        aux = torch.as_tensor(windows.aux[rows], dtype=torch.float32, device=device)
         if kind == "classifier":
-            xt, _ = itcn.window_tensors(x, windows.aux[index], device)
-            proba[index] = torch.softmax(model(xt, aux).double(), dim=-1).cpu().numpy()
+            xt, _ = itcn.window_tensors(x, windows.aux[rows], device)
+            proba[index] = torch.softmax(model(xt, aux).double(), dim=-1)[:keep].cpu().numpy()
         else:
             out = model(torch.as_tensor(x, dtype=torch.float32, device=device), aux)
-            proba[index] = torch.softmax(out.logits.double(), dim=-1).cpu().numpy()
-            energy[index] = model.energy(out.z).double().cpu().numpy()
+            proba[index] = torch.softmax(out.logits.double(), dim=-1)[:keep].cpu().numpy()
+            energy[index] = model.energy(out.z).double()[:keep].cpu().numpy()
     return Prediction(proba=proba, energy=energy)
 
 
@@ -139,16 +146,19 @@ class Bundle:
             f"Bundle({self.kind!r}, {self.name!r}, version={self.version!r}, classes={len(self.class_names)})"
         )
 
-    def predict(self, windows: Windows, device: str = "cpu", batch_size: int = 512) -> Prediction:
+    def predict(
+        self, windows: Windows, device: str = "cpu", batch_size: int = 512, pad_batches: bool = False
+    ) -> Prediction:
         """Class probabilities (and energies for novelty bundles) of every window, in input order.
 
         Windows are grouped by true length (`windows.lengths`) and each group is cut to that length.
+        The model moves to `device` once and stays there (resident) for later calls.
         """
         target = resolve_device(device)
         if target != self._device:
             self.model.to(target)
             self._device = target
-        return run_model(self.model, self.kind, windows, target, batch_size)
+        return run_model(self.model, self.kind, windows, target, batch_size, pad_batches)
 
     def energy_percentile(self, energy: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Percentile (0–100) of each energy among the training energies (interpolated between quantiles).
@@ -159,21 +169,8 @@ class Bundle:
         """
         if self.energy_quantiles is None:
             raise BundleFormatError(f"bundle {self.name!r} ({self.kind}) has no training energies")
-        energy = np.asarray(energy, np.float64)
-        out = _rank(energy, self.energy_quantiles)
-        if lengths is not None and self.energy_quantiles_by_length:
-            calibrated = np.array(sorted(self.energy_quantiles_by_length))
-            lengths = np.broadcast_to(np.asarray(lengths), energy.shape)
-            for length in np.unique(lengths):
-                fitting = calibrated[calibrated <= length]
-                table = self.energy_quantiles_by_length[int(fitting[-1] if fitting.size else calibrated[0])]
-                mask = lengths == length
-                out[mask] = _rank(energy[mask], table)
-        return out
-
-
-def _rank(energy: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
-    return np.interp(energy, quantiles, np.linspace(0.0, 100.0, len(quantiles)))
+        ranks = EnergyRanks(self.energy_quantiles, self.energy_quantiles_by_length)
+        return ranks.percentile(energy, lengths)
 
 
 def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:
@@ -219,19 +216,10 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
 def load_bundle(path: str | Path) -> Bundle:
     """Read a bundle folder written by `save_bundle`; raises BundleFormatError naming what is wrong."""
     path = Path(path)
-    meta_file, weights_file = path / METADATA_FILE, path / WEIGHTS_FILE
-    for file in (meta_file, weights_file):
-        if not file.is_file():
-            raise BundleFormatError(f"bundle {path}: missing {file.name}")
-    try:
-        document = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise BundleFormatError(f"bundle {path}: cannot read {METADATA_FILE}: {err}") from err
-    if document.get("format_version") != FORMAT_VERSION:
-        raise BundleFormatError(
-            f"bundle {path}: format_version {document.get('format_version')!r}, "
-            f"this code reads {FORMAT_VERSION}"
-        )
+    weights_file = path / WEIGHTS_FILE
+    document = read_document(path)
+    if not weights_file.is_file():
+        raise BundleFormatError(f"bundle {path}: missing {weights_file.name}")
     try:
         kind, metadata, class_names = document["kind"], document["metadata"], document["class_names"]
         model = build_model(kind, metadata["arch"], len(class_names), metadata["hyperparameters"])

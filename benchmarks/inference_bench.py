@@ -1,0 +1,100 @@
+"""Windows/s through iTCN + AE-GMM for both inference engines (ONNX Runtime and torch) at the plugin's shapes.
+
+A "window" is answered by both shipped bundles (class probabilities and novelty energy), as the plugin does.
+Shapes follow the plugin: batches of up to `inference.max_batch_windows` (512) windows, one true length per
+forward pass; a micro-batch of young and old objects mixes the 50/100/150/200 buckets.
+
+    python benchmarks/inference_bench.py [--threads 1] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from models.bundle_format import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE
+from models.windows import Windows
+
+# (name, window lengths of the batch): the plugin's shapes
+SHAPES = {
+    "64x200": [200] * 64,
+    "512x200": [200] * 512,
+    "512 mixed 50/100/150/200": [50, 100, 150, 200] * 128,
+}
+
+
+def synthetic_windows(lengths: list[int], seed: int = 0) -> Windows:
+    """Folded-window-like inputs (timing does not depend on the values, only on the shapes)."""
+    rng = np.random.default_rng(seed)
+    n = len(lengths)
+    x = np.zeros((n, 200, 3), np.float32)
+    for i, k in enumerate(lengths):
+        x[i, :k, 0] = 1.0 / k
+        x[i, :k, 1] = np.sin(np.linspace(0, 2 * np.pi, k)) + rng.normal(0, 0.1, k)
+        x[i, :k, 2] = 0.1
+    aux = np.column_stack([rng.normal(16, 1, n), rng.uniform(0.1, 1, n), rng.uniform(-1, 2, n)])
+    return Windows(x, aux.astype(np.float32), np.asarray(lengths, np.int32), np.array(["o"] * n, object))
+
+
+def _rate(bundles, windows: Windows, device: str, min_seconds: float) -> float:
+    for b in bundles:  # warm-up: sessions/kernels planned, model moved to the device
+        b.predict(windows, device=device, batch_size=512)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_seconds or done == 0:
+        for b in bundles:
+            b.predict(windows, device=device, batch_size=512)
+        done += len(windows)
+    return done / (time.perf_counter() - start)
+
+
+def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, shapes=None) -> dict:
+    """{"onnx_windows_per_s", "torch_windows_per_s"} at the largest plugin shape, plus per-shape rates.
+
+    threads: intra-op threads of both engines (1 = one core each, the fair comparison on a shared box).
+    The torch side is skipped (None) when torch is not installed (the plugin's lean install).
+    """
+    from models.onnx_serving import OnnxBundle
+
+    shapes = shapes or SHAPES
+    paths = (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE)
+    engines = {"onnx": [OnnxBundle(p, device=device, threads=threads) for p in paths]}
+    try:
+        import torch
+
+        from models.bundle import load_bundle
+
+        torch.set_num_threads(threads)
+        engines["torch"] = [load_bundle(p) for p in paths]
+    except ImportError:
+        pass
+    per_shape = {}
+    for name, lengths in shapes.items():
+        windows = synthetic_windows(lengths)
+        per_shape[name] = {
+            engine: round(_rate(bundles, windows, device, min_seconds), 1)
+            for engine, bundles in engines.items()
+        }
+    headline = per_shape[next(reversed(per_shape))]
+    return {
+        "onnx_windows_per_s": headline["onnx"],
+        "torch_windows_per_s": headline.get("torch"),
+        "by_shape": per_shape,
+        "threads": threads,
+        "device": device,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing per shape and engine")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.threads, args.device, args.seconds), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Export a torch bundle's network to ONNX, next to its weights, for the torch-free serving engine.
+
+Written into the bundle folder (the torch weights stay the source of truth):
+
+    onnx/classifier-L{length}.onnx   iTCN/TCN/iResNet, one file per window length the plugin builds (the
+                                     circular padding's graph depends on the length); inputs x (n, 2, length)
+                                     float32 and aux (n, 3) float32, output logits (n, K) float32
+    onnx/novelty.onnx                AE-GMM encoder + estimation network, any length; inputs x (n, length, 3)
+                                     and aux (n, 3), outputs z (n, D) and logits (n, K)
+    onnx/gmm.npz                     the fixed mixture (phi (K,), mu (K, D), cov (K, D, D)), float32: the
+                                     energy and its percentiles are computed in numpy at serving time
+
+and metadata.json gains an "onnx" section listing them. Needs torch and onnx (the [train] extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.bundle import METADATA_FILE, WEIGHTS_FILE, Bundle, load_bundle
+from models.jsonio import json_default
+
+ONNX_DIR = "onnx"
+OPSET = 17
+
+
+class _ClassifierGraph(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        return self.model(x, aux)
+
+
+class _NoveltyGraph(torch.nn.Module):
+    """The AE-GMM up to z and the estimation logits; the mixture energy is left to numpy."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x, aux)
+        return out.z, out.logits
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    """An eval-mode CPU copy with weight-norm parametrisations folded into plain weights."""
+    model = copy.deepcopy(model).cpu().eval()
+    for module in model.modules():
+        if torch.nn.utils.parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                torch.nn.utils.parametrize.remove_parametrizations(module, name)
+    return model
+
+
+def _export(graph: torch.nn.Module, args: tuple, path: Path, outputs: list[str], dynamic: dict) -> None:
+    torch.onnx.export(
+        graph,
+        args,
+        str(path),
+        input_names=["x", "aux"],
+        output_names=outputs,
+        dynamic_axes=dynamic,
+        opset_version=OPSET,
+        dynamo=False,  # the TorchScript exporter: no onnxscript needed, and GRUs export as ONNX GRU ops
+        do_constant_folding=True,
+    )
+
+
+def export_onnx(bundle: Bundle, path: str | Path, lengths: list[int] | None = None) -> dict:
+    """Write the ONNX files of `bundle` into the bundle folder `path`; return the metadata "onnx" section.
+
+    lengths: window lengths to export a classifier for (default: the bundle's window buckets and L).
+    """
+    path = Path(path)
+    out_dir = path / ONNX_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = _plain(bundle.model)
+    window = bundle.window
+    lengths = sorted({int(b) for b in (lengths or [*window.get("buckets", []), window.get("length", 200)])})
+    aux = torch.zeros(2, 3)
+    files: dict = {}
+    with torch.no_grad():
+        if bundle.kind == "classifier":
+            graph = _ClassifierGraph(model).eval()
+            files["classifier"] = {}
+            for length in lengths:
+                name = f"{ONNX_DIR}/classifier-L{length}.onnx"
+                x = torch.zeros(2, 2, length)
+                dynamic = {"x": {0: "n"}, "aux": {0: "n"}, "logits": {0: "n"}}
+                _export(graph, (x, aux), path / name, ["logits"], dynamic)
+                files["classifier"][str(length)] = name
+        else:
+            graph = _NoveltyGraph(model).eval()
+            x = torch.zeros(2, max(lengths), 3)
+            x[:, :, 1] = torch.linspace(-1, 1, max(lengths))
+            dynamic = {"x": {0: "n", 1: "length"}, "aux": {0: "n"}, "z": {0: "n"}, "logits": {0: "n"}}
+            files["novelty"] = f"{ONNX_DIR}/novelty.onnx"
+            _export(graph, (x, aux), path / files["novelty"], ["z", "logits"], dynamic)
+            files["gmm"] = f"{ONNX_DIR}/gmm.npz"
+            np.savez(
+                path / files["gmm"],
+                phi=model.gmm_phi.numpy(),
+                mu=model.gmm_mu.numpy(),
+                cov=model.gmm_cov.numpy(),
+            )
+    weights = path / WEIGHTS_FILE
+    section = {
+        "opset": OPSET,
+        "lengths": lengths,
+        "files": files,
+        "exported_with_torch": torch.__version__,
+        "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
+    }
+    meta_file = path / METADATA_FILE
+    document = json.loads(meta_file.read_text())
+    document["onnx"] = section
+    meta_file.write_text(json.dumps(document, indent=1, default=json_default) + "\n")
+    return section
+
+
+def export_bundle_folder(path: str | Path) -> dict:
+    """Load a saved bundle folder and (re)write its ONNX export in place."""
+    return export_onnx(load_bundle(path), path)
