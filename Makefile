@@ -4,13 +4,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 KAFKA_LIBS := .cache/kafka/libs
 OUT ?= OUT
+# Every install is pinned by requirements.lock (refresh command in README, "Reproducible installs").
+LOCK := requirements.lock
 
 .PHONY: demo test bench lint kafka prometheus clean
 
-$(VENV)/.installed: pyproject.toml
+# demo, test and bench need the plugin plus [train] (training, evaluation, plots) and [dev] (tests).
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c $(LOCK) -e '.[train,dev]'
 	touch $@
 
 # Apache Kafka's broker jars from Maven Central (pinned in deploy/kafka/pom.xml).

@@ -48,7 +48,11 @@ TRAIN_EXTRA_HINT = "pip install 'varstream[train]'"
 
 
 def installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    """Whether `module` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def onnx_cuda_available() -> bool:
@@ -59,8 +63,13 @@ def onnx_cuda_available() -> bool:
     return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 
 
+def nvidia_driver_present() -> bool:
+    """A cheap look for an NVIDIA driver, so "auto" does not import torch (seconds) on a CPU-only host."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
 def torch_cuda_available() -> bool:
-    if not installed("torch"):
+    if not installed("torch") or not nvidia_driver_present():
         return False
     import torch
 

@@ -15,15 +15,15 @@ and metadata.json gains an "onnx" section listing them. Needs torch and onnx (th
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from models.bundle import METADATA_FILE, WEIGHTS_FILE, Bundle, load_bundle
+from models.bundle import METADATA_FILE, WEIGHTS_FILE, Bundle, build_model, load_bundle
 from models.jsonio import json_default
 
 ONNX_DIR = "onnx"
@@ -51,9 +51,16 @@ class _NoveltyGraph(torch.nn.Module):
         return out.z, out.logits
 
 
-def _plain(model: torch.nn.Module) -> torch.nn.Module:
-    """An eval-mode CPU copy with weight-norm parametrisations folded into plain weights."""
-    model = copy.deepcopy(model).cpu().eval()
+def _plain(bundle: Bundle) -> torch.nn.Module:
+    """A fresh eval-mode CPU copy of the bundle's network with weight norm folded into plain weights.
+
+    Rebuilt from the metadata rather than deep-copied: a deep copy shares the parametrised class, and
+    removing the parametrisation from the copy would break the original.
+    """
+    meta = bundle.metadata
+    model = build_model(bundle.kind, meta["arch"], len(bundle.class_names), meta["hyperparameters"])
+    model.load_state_dict({k: v.detach().cpu() for k, v in bundle.model.state_dict().items()})
+    model.eval()
     for module in model.modules():
         if torch.nn.utils.parametrize.is_parametrized(module):
             for name in list(module.parametrizations):
@@ -62,6 +69,16 @@ def _plain(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _export(graph: torch.nn.Module, args: tuple, path: Path, outputs: list[str], dynamic: dict) -> None:
+    # The tracer warns that the circular padding's branch on the length is fixed (hence one file per
+    # length) and that a GRU with a batch > 1 may not generalise (the parity test checks other batches).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
+        warnings.filterwarnings("ignore", message=".*GRU.*", category=UserWarning)
+        _export_traced(graph, args, path, outputs, dynamic)
+
+
+def _export_traced(graph, args: tuple, path: Path, outputs: list[str], dynamic: dict) -> None:
     torch.onnx.export(
         graph,
         args,
@@ -83,7 +100,7 @@ def export_onnx(bundle: Bundle, path: str | Path, lengths: list[int] | None = No
     path = Path(path)
     out_dir = path / ONNX_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = _plain(bundle.model)
+    model = _plain(bundle)
     window = bundle.window
     lengths = sorted({int(b) for b in (lengths or [*window.get("buckets", []), window.get("length", 200)])})
     aux = torch.zeros(2, 3)

@@ -175,6 +175,7 @@ def main(args: argparse.Namespace) -> int:
     from models import aegmm, itcn
     from models.bundle import save_bundle
     from models.evaluate import evaluate_bundles
+    from models.onnx_export import export_onnx
     from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
 
     set_threads(args.threads)
@@ -240,6 +241,7 @@ def main(args: argparse.Namespace) -> int:
     )
     bundle.metadata["test_metrics"] = evaluation.metrics
     save_bundle(bundle, args.out)
+    export_onnx(bundle, args.out)  # what the plugin serves with ONNX Runtime
     _print_summary(bundle, evaluation.metrics, args.out)
     return 0
 

@@ -1,0 +1,187 @@
+"""ONNX Runtime serving against torch: the same answers on real CRTS windows of every length bucket.
+
+Windows are built the way the plugin builds them (the bundle's own period search and folding) from the
+first 50, 100, 150 and all points of real CRTS light curves in ../shared.
+"""
+
+from __future__ import annotations
+
+import tarfile
+
+import numpy as np
+import pytest
+
+from broker.config import InferenceConfig
+from broker.errors import BundleError
+from broker.folding import make_windows
+from broker.period import search_periods
+from broker.runtime import InferenceRuntime, resolve_engine
+from models.bundle import (
+    DEFAULT_CLASSIFIER_BUNDLE,
+    DEFAULT_NOVELTY_BUNDLE,
+    load_bundle,
+    make_untrained_bundles,
+)
+from models.bundle_format import PADDED_BATCH_SIZES, BundleFormatError, EnergyRanks, pad_rows
+from models.lightcurve import LightCurve
+from models.onnx_export import export_onnx
+from models.onnx_serving import OnnxBundle
+from models.windows import Windows
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+N_CURVES = 16
+BUCKETS = (50, 100, 150, 200)
+PROBA_ATOL = 1e-5  # float32 networks in two runtimes: differences are ~1e-7
+ENERGY_RTOL = 1e-4
+
+
+def first_crts_curves(archive, n: int) -> list[tuple[str, np.ndarray]]:
+    """(name, (N, 3) mjd/mag/magerr) of the first n curves with >= 250 points, streamed, not extracted."""
+    out = []
+    with tarfile.open(archive, "r|xz") as tar:
+        for member in tar:
+            if not member.isfile() or not member.name.endswith(".csv"):
+                continue
+            table = np.genfromtxt(tar.extractfile(member), delimiter=",", skip_header=1, usecols=(1, 2, 3))
+            table = np.unique(table[np.isfinite(table).all(axis=1)], axis=0)
+            if len(table) >= 250:
+                name = member.name.rsplit("/", 1)[-1]
+                out.append((name, table))
+            if len(out) == n:
+                return out
+    return out
+
+
+@pytest.fixture(scope="module")
+def torch_runtime() -> InferenceRuntime:
+    return InferenceRuntime(InferenceConfig(device="cpu", engine="torch"))
+
+
+@pytest.fixture(scope="module")
+def onnx_runtime() -> InferenceRuntime:
+    return InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
+
+
+@pytest.fixture(scope="module")
+def real_windows(shared_data, torch_runtime) -> dict[int, list[Windows]]:
+    """bucket length -> per-object windows of real CRTS curves cut to their first `bucket` points."""
+    curves = first_crts_curves(shared_data / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz", N_CURVES)
+    assert len(curves) == N_CURVES
+    out = {}
+    for bucket in BUCKETS:
+        heads = [table[: bucket if bucket < 200 else len(table)] for _, table in curves]
+        cut = [LightCurve.from_arrays(h[:, 0], h[:, 1], h[:, 2], "V") for h in heads]
+        periods = search_periods(cut, torch_runtime.period_config)
+        per_object = []
+        for (name, _), lc, res in zip(curves, cut, periods, strict=True):
+            if res.skip_reason is None:
+                w = make_windows(lc, res.period_days, name, None, torch_runtime.window_config)
+                if len(w):
+                    per_object.append(w)
+        assert len(per_object) >= N_CURVES // 2
+        assert {int(w.lengths.max()) for w in per_object} == {bucket}
+        out[bucket] = per_object
+    return out
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_engines_give_the_same_probabilities_and_energies(real_windows, bucket) -> None:
+    windows = Windows.concatenate(real_windows[bucket])
+    for path in (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE):
+        reference = load_bundle(path).predict(windows)
+        served = OnnxBundle(path, threads=1).predict(windows)
+        np.testing.assert_allclose(served.proba, reference.proba, rtol=0, atol=PROBA_ATOL)
+        np.testing.assert_allclose(served.proba.sum(axis=1), 1.0, atol=1e-9)
+        if reference.energy is not None:
+            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+
+
+def test_runtimes_answer_alike_for_every_object(real_windows, torch_runtime, onnx_runtime) -> None:
+    assert (torch_runtime.engine, onnx_runtime.engine) == ("torch", "onnx")
+    per_object = [w for bucket in BUCKETS for w in real_windows[bucket]]
+    for a, b in zip(torch_runtime.classify(per_object), onnx_runtime.classify(per_object), strict=True):
+        np.testing.assert_allclose(b.proba, a.proba, atol=PROBA_ATOL)
+        assert a.windows_used == b.windows_used
+        assert b.novelty_energy == pytest.approx(a.novelty_energy, rel=ENERGY_RTOL)
+        assert b.novelty_percentile == pytest.approx(a.novelty_percentile, abs=0.05)
+
+
+def test_batched_novelty_percentiles_match_one_object_at_a_time(real_windows, onnx_runtime) -> None:
+    per_object = [w for bucket in BUCKETS for w in real_windows[bucket]]
+    answers = onnx_runtime.classify(per_object)
+    for windows, answer in zip(per_object, answers, strict=True):
+        energy = onnx_runtime.novelty.predict(windows).energy.mean()
+        assert answer.novelty_energy == pytest.approx(energy, rel=1e-6)
+        length = np.array([windows.lengths.max()])
+        one = onnx_runtime.novelty.energy_percentile(np.array([answer.novelty_energy]), length)
+        assert answer.novelty_percentile == float(one[0])
+        assert answer.is_novel == (one[0] > onnx_runtime.config.novelty_percentile)
+
+
+def test_padded_batches_give_the_same_answers(real_windows) -> None:
+    windows = Windows.concatenate(real_windows[100] + real_windows[200])
+    for bundle in (load_bundle(DEFAULT_NOVELTY_BUNDLE), OnnxBundle(DEFAULT_NOVELTY_BUNDLE)):
+        plain = bundle.predict(windows, batch_size=7)
+        padded = bundle.predict(windows, batch_size=7, pad_batches=True)
+        np.testing.assert_allclose(padded.proba, plain.proba, atol=1e-6)
+        np.testing.assert_allclose(padded.energy, plain.energy, rtol=1e-5)
+
+
+def test_pad_rows_uses_a_few_fixed_sizes() -> None:
+    assert [len(pad_rows(np.arange(n))) for n in (1, 16, 17, 200, 1024, 1500)] == [
+        16,
+        16,
+        64,
+        256,
+        1024,
+        1500,
+    ]
+    assert set(pad_rows(np.arange(3, 20))[17:]) == {3}
+    assert tuple(sorted(PADDED_BATCH_SIZES)) == PADDED_BATCH_SIZES
+
+
+def test_energy_ranks_pick_the_longest_calibrated_length_at_most_the_window() -> None:
+    ranks = EnergyRanks(np.linspace(0, 10, 11), {50: np.linspace(10, 20, 11), 200: np.linspace(0, 10, 11)})
+    out = ranks.percentile(np.array([15.0, 15.0, 5.0, 15.0]), np.array([50, 150, 200, 20]))
+    np.testing.assert_allclose(out, [50.0, 50.0, 50.0, 50.0])
+    np.testing.assert_allclose(ranks.percentile(np.array([5.0])), [50.0])
+
+
+def test_export_of_a_new_bundle_serves_like_torch(tmp_path) -> None:
+    """What `varstream train` does after saving: export, then ONNX Runtime gives torch's answers."""
+    clf_path, nov_path = make_untrained_bundles(tmp_path, class_names=["a", "b", "c"])
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 200, 3)).astype(np.float32)
+    x[:, :, 2] = np.abs(x[:, :, 2])
+    aux = np.column_stack([rng.normal(16, 1, 12), rng.uniform(0.1, 1, 12), rng.uniform(-1, 2, 12)])
+    lengths = np.repeat(np.array([50, 100, 150, 200], np.int32), 3)
+    windows = Windows(x, aux.astype(np.float32), lengths, np.array(["o"] * 12, object))
+    for path in (clf_path, nov_path):
+        bundle = load_bundle(path)
+        section = export_onnx(bundle, path)
+        assert section["lengths"] == [50, 100, 150, 200]
+        reference, served = bundle.predict(windows), OnnxBundle(path).predict(windows)
+        np.testing.assert_allclose(served.proba, reference.proba, atol=PROBA_ATOL)
+        if reference.energy is not None:
+            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+
+
+def test_a_bundle_without_export_is_named_with_the_command_that_fixes_it(tmp_path) -> None:
+    clf_path, _ = make_untrained_bundles(tmp_path)
+    with pytest.raises(BundleFormatError, match="varstream export-onnx"):
+        OnnxBundle(clf_path)
+    with pytest.raises(BundleError, match="export-onnx"):
+        InferenceRuntime(InferenceConfig(device="cpu", engine="onnx", classifier_bundle=str(clf_path)))
+    # "auto" falls back to torch (installed here) for bundles without an export
+    runtime = InferenceRuntime(
+        InferenceConfig(device="cpu", engine="auto", classifier_bundle=str(clf_path), novelty_bundle="none")
+    )
+    assert runtime.engine == "torch"
+
+
+def test_auto_serves_with_onnx_runtime_on_cpu() -> None:
+    assert resolve_engine("auto", "cpu", has_onnx=True) == "onnx"
+    assert resolve_engine("torch", "cpu", has_onnx=True) == "torch"
+    with pytest.raises(BundleError, match="one of auto, onnx, torch"):
+        resolve_engine("tensorrt", "cpu", has_onnx=True)
