@@ -41,13 +41,16 @@ class PluginRun:
     summary_path: Path
     process: subprocess.Popen | None = None
 
-    def start(self) -> PluginRun:
+    def start(self, python: str | None = None) -> PluginRun:
+        """Run the plugin from this checkout, or with `python`: another environment's installed varstream."""
         self.summary_path.unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        if python is not None:
+            env.pop("PYTHONPATH")
         log = open(self.config_path.with_suffix(".log"), "ab")  # noqa: SIM115 (lives as long as the process)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "broker", "-v", "run", "--config", str(self.config_path)],
-            cwd=REPO,
+            [python or sys.executable, "-m", "broker", "-v", "run", "--config", str(self.config_path)],
+            cwd=REPO if python is None else self.config_path.parent,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -6,8 +6,6 @@ first 50, 100, 150 and all points of real CRTS light curves in ../shared.
 
 from __future__ import annotations
 
-import tarfile
-
 import numpy as np
 import pytest
 
@@ -27,6 +25,7 @@ from models.lightcurve import LightCurve
 from models.onnx_export import export_onnx
 from models.onnx_serving import OnnxBundle
 from models.windows import Windows
+from tests.fixtures.crts_head import first_crts_tables
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,23 +33,6 @@ N_CURVES = 16
 BUCKETS = (50, 100, 150, 200)
 PROBA_ATOL = 1e-5  # float32 networks in two runtimes: differences are ~1e-7
 ENERGY_RTOL = 1e-4
-
-
-def first_crts_curves(archive, n: int) -> list[tuple[str, np.ndarray]]:
-    """(name, (N, 3) mjd/mag/magerr) of the first n curves with >= 250 points, streamed, not extracted."""
-    out = []
-    with tarfile.open(archive, "r|xz") as tar:
-        for member in tar:
-            if not member.isfile() or not member.name.endswith(".csv"):
-                continue
-            table = np.genfromtxt(tar.extractfile(member), delimiter=",", skip_header=1, usecols=(1, 2, 3))
-            table = np.unique(table[np.isfinite(table).all(axis=1)], axis=0)
-            if len(table) >= 250:
-                name = member.name.rsplit("/", 1)[-1]
-                out.append((name, table))
-            if len(out) == n:
-                return out
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +48,7 @@ def onnx_runtime() -> InferenceRuntime:
 @pytest.fixture(scope="module")
 def real_windows(shared_data, torch_runtime) -> dict[int, list[Windows]]:
     """bucket length -> per-object windows of real CRTS curves cut to their first `bucket` points."""
-    curves = first_crts_curves(shared_data / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz", N_CURVES)
+    curves = first_crts_tables(shared_data, N_CURVES, min_points=250)
     assert len(curves) == N_CURVES
     out = {}
     for bucket in BUCKETS:
