@@ -31,6 +31,7 @@ from broker.offline.replay import (
     replay,
     select_objects,
 )
+from broker.offline.truth import TRUTH_COLUMNS
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "archives"
@@ -205,7 +206,9 @@ def test_truth_file_describes_every_replayed_object(tmp_path):
         "n_points": "3",
         "first_mjd": "5.0",
         "last_mjd": "9.5",
+        **dict.fromkeys(TRUTH_COLUMNS[7:], ""),  # generator parameters: none for archives
     }
+    assert tuple(rows[0]) == TRUTH_COLUMNS  # one schema with `varstream generate`
     assert rows[1]["objectId"] == "12345" and rows[1]["class"] == "" and rows[1]["period"] == ""
     assert (tmp_path / "schemas").is_dir() and stats.schema_folder == str(tmp_path / "schemas")
 
