@@ -1,4 +1,4 @@
-"""Evaluate a classifier bundle (and a novelty bundle) on a labelled archive; writes metrics.json + PNGs.
+"""Evaluate a classifier bundle (and a novelty bundle) on a labelled archive: metrics.json, objects.csv, PNGs.
 
 DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
 reader options (--time-col, --band-col, --class-col, --period-col, --bands, ...); every band of a
@@ -128,6 +128,8 @@ def main(args: argparse.Namespace) -> int:
         metrics["period_recovery"] = period_recovery(
             with_catalogue["period_days"].to_numpy(float), with_catalogue["catalogue_period"].to_numpy(float)
         )
+    args.out.mkdir(parents=True, exist_ok=True)
+    objects.to_csv(args.out / "objects.csv", index=False)  # per object: points, periods, skip reason
     examples = windows.subset(_examples_per_class(windows, 3))
     written = write_report(
         args.out, metrics, evaluation.energy_seen, evaluation.energy_unseen, evaluation.thresholds, examples
@@ -184,4 +186,4 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
             f"period recovery (n {p['n']}): within 1% {p['within_tolerance']:.3f}, "
             f"with x2/x0.5 aliases {p['within_tolerance_or_alias']:.3f}"
         )
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(p) for p in written) + " and objects.csv")
