@@ -272,11 +272,14 @@ def archive_objects(name: str) -> tuple[LabelledLightCurve, ...]:
         return objects
     if name == "eros":
         return tuple(select_objects(open_archive(f"eros:{SHARED_DATA / 'eros1_ramp'}"), selection))
+    if name == "ogle4":  # real OGLE-IV LMC Cepheids, I and V, HJD-2450000 in a tarball
+        archive = open_archive(f"ogle:{SHARED_DATA / 'ogle_lmc_cepheids'}", bands="I,V")
+        return tuple(select_objects(archive, Selection(limit=3, seed=5, max_points=120)))
     raise ValueError(name)
 
 
 @pytest.mark.parametrize("flavour", ["ztf", "lsst"])
-@pytest.mark.parametrize("archive", ["ogle", "asassn", "csv", "crts", "eros"])
+@pytest.mark.parametrize("archive", ["ogle", "ogle4", "asassn", "csv", "crts", "eros"])
 def test_archive_alerts_decode_back_to_the_same_objects_and_photometry(archive, flavour, tmp_path):
     objects = archive_objects(archive)
     stats = replay(objects, FolderSink(tmp_path / "alerts"), flavour, run_dir=tmp_path)
