@@ -56,7 +56,10 @@ def test_demo_reports_a_scored_run(tmp_path, flavour, shared_data):
     assert (
         report["annotated"] + sum(report["skipped"].values()) + report["dead_lettered"] == report["alerts_in"]
     )
-    assert report["annotated"] == 6 * 2  # at 50 and 55 points
+    # answered at 50 and 55 points at most; the sample holds classes never trained on (RS_CVn, Hump), and
+    # an object the search finds non-periodic is skipped with that reason instead
+    assert 6 <= report["annotated"] <= 6 * 2
+    assert set(report["skipped"]) <= {"too_few_points", "not_enough_new_points", "non_periodic"}
     assert set(report["latency_seconds"]) == {"p50", "p95", "p99"} and report["latency_seconds"]["p50"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_objects"] == 6 and 0 <= metrics["accuracy"] <= 1
