@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "broker.offline.commands.evaluate",
         "score bundles on a labelled archive (metrics.json + PNGs)",
     ),
+    "periods": (
+        "broker.offline.commands.periods",
+        "the plugin's period search on an archive (periods.csv, summary.json, plots)",
+    ),
     "compare-models": (
         "broker.offline.commands.compare_models",
         "iTCN vs TCN vs iResNet vs random forest on CRTS",

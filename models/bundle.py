@@ -146,6 +146,14 @@ class Bundle:
             f"Bundle({self.kind!r}, {self.name!r}, version={self.version!r}, classes={len(self.class_names)})"
         )
 
+    def seen_ids(self) -> set[str] | None:
+        """Archive ids this bundle was trained or tuned on (its train + val splits), None when unrecorded.
+
+        Metadata "data.split.train_ids" / "val_ids" (written by `varstream train`). Objects outside this
+        set, from the bundle's own archive or any other, are unseen data for it.
+        """
+        return seen_ids(self.metadata)
+
     def predict(
         self, windows: Windows, device: str = "cpu", batch_size: int = 512, pad_batches: bool = False
     ) -> Prediction:
@@ -171,6 +179,15 @@ class Bundle:
             raise BundleFormatError(f"bundle {self.name!r} ({self.kind}) has no training energies")
         ranks = EnergyRanks(self.energy_quantiles, self.energy_quantiles_by_length)
         return ranks.percentile(energy, lengths)
+
+
+def seen_ids(metadata: dict) -> set[str] | None:
+    """train_ids ∪ val_ids of bundle metadata (see `Bundle.seen_ids`); None when either is missing."""
+    split = metadata.get("data", {}).get("split", {})
+    train, val = split.get("train_ids"), split.get("val_ids")
+    if not isinstance(train, list) or not isinstance(val, list):
+        return None
+    return {str(i) for i in train} | {str(i) for i in val}
 
 
 def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:

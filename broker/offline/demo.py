@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ class DemoOptions:
     novelty_bundle: str | None = None
     metrics_port: int = 0
     seed: int = 0
+    reader_options: dict = field(default_factory=dict)  # archive reader options (--time-col, ...)
 
 
 def held_out_ids(bundle_metadata: dict) -> set[str] | None:
@@ -50,9 +51,13 @@ def held_out_ids(bundle_metadata: dict) -> set[str] | None:
 
 
 def choose_objects(options: DemoOptions):
-    """The labelled objects to replay: the default bundle's held-out split when it is known."""
-    from broker.offline.archives import open_archive
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, load_bundle
+    """The labelled objects to replay: any archive, less the objects the bundle was trained or tuned on.
+
+    Data from elsewhere is unseen data, so nothing is required of it; from the bundle's own archive its
+    test split and the classes it never trained on (the novelty set) remain.
+    """
+    from broker.offline.archives.options import open_archives
+    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, METADATA_FILE, seen_ids
 
     data = options.data
     if data is None and not DEFAULT_CRTS.exists():
@@ -61,14 +66,18 @@ def choose_objects(options: DemoOptions):
     if data == "synthetic":
         return synthetic_objects(options), "synthetic (PELS-VAE)"
     data = data or f"crts:{DEFAULT_CRTS}"
-    objects = list(open_archive(data))
-    bundle = load_bundle(options.bundle or DEFAULT_CLASSIFIER_BUNDLE)
-    held_out = held_out_ids(bundle.metadata)
-    if held_out is not None:
-        objects = [o for o in objects if o.object_id in held_out]
-        log.info("%d objects of %s are in the bundle's held-out split", len(objects), data)
+    (archive,) = open_archives([data], options.reader_options)
+    objects = list(archive)
+    if archive.report.bad_rows or archive.report.notes:
+        print(f"  {data}: {archive.report.summary()}")
+    bundle_path = Path(options.bundle or DEFAULT_CLASSIFIER_BUNDLE)
+    seen = seen_ids(json.loads((bundle_path / METADATA_FILE).read_text()).get("metadata", {}))
+    if seen is None:
+        log.warning("the bundle records no train/val ids: scores may include objects it trained on")
     else:
-        log.warning("the bundle records no held-out split: scores may include training objects")
+        n_read = len(objects)
+        objects = [o for o in objects if o.object_id not in seen]
+        print(f"  {n_read - len(objects)} of {n_read} objects left out: the bundle trained or tuned on them")
     rng = np.random.default_rng(options.seed)
     if len(objects) > options.limit:
         objects = [objects[i] for i in sorted(rng.choice(len(objects), options.limit, replace=False))]

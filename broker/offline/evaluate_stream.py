@@ -18,7 +18,6 @@ answer, joined with the truth by objectId. The metrics are those of `varstream e
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections import Counter
@@ -26,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.errors import ConfigError
 from broker.kafka_io import TopicSnapshot, read_snapshot
+from broker.offline.truth import read_truth
 from models.evaluate import classification_metrics, novelty_metrics, period_recovery, write_report
 
 log = logging.getLogger(__name__)
@@ -41,32 +40,6 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0) -> T
     from broker.codecs import decode_annotation
 
     return read_snapshot(bootstrap_servers, topic, decode_annotation, timeout_s, "varstream-evaluate-stream")
-
-
-def read_truth(path: str | Path) -> dict[str, dict]:
-    """objectId -> {"class": str | None, "period": float (nan when unknown), ...} of a replay's truth.csv."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"objectId", "class", "period"} - set(reader.fieldnames or [])
-            if missing:
-                raise ConfigError(f"{path}, line 1: truth file lacks columns {sorted(missing)}")
-            truth = {}
-            for number, row in enumerate(reader, start=2):
-                object_id = row["objectId"].strip()
-                if object_id in truth:
-                    raise ConfigError(f"{path}, line {number}: objectId {object_id!r} appears twice")
-                try:
-                    period = float(row["period"]) if row["period"].strip() else math.nan
-                except ValueError:
-                    raise ConfigError(
-                        f"{path}, line {number}: period {row['period']!r} is not a number"
-                    ) from None
-                truth[object_id] = {**row, "class": row["class"].strip() or None, "period": period}
-    except OSError as exc:
-        raise ConfigError(f"cannot read truth file {path}: {exc}") from exc
-    return truth
 
 
 def last_per_object(records: list[dict]) -> dict[str, dict]:

@@ -11,7 +11,7 @@ Cadences (`CadenceSpec.kind`):
 `generate_lightcurves` returns `LabelledLightCurve`s (the class, the requested period and parameters in
 `extra`), which `write_crts` turns into ``<ID>-<CLASS>.csv`` files that `models.data.read_crts`,
 ``varstream evaluate --data crts:DIR`` and ``varstream replay --data crts:DIR`` read directly, and
-`write_truth` into a truth table. `check_generated` measures fidelity as the plugin would see it: the
+`broker.offline.truth` into truth.csv. `check_generated` measures fidelity as the plugin would see it: the
 plugin's own period search (is the requested period recovered within 1%?), folding, and a classifier
 bundle (is the conditioned class predicted?).
 """
@@ -31,10 +31,6 @@ from models.lightcurve import LabelledLightCurve, LightCurve
 
 CADENCES = ("regular", "random", "lightcurve", "lsst", "ztf")
 CRTS_HEADER = '"ID","MJD","mag","magerr","RA","Dec"'
-TRUTH_COLUMNS = (
-    "id", "class", "period", "log10_period", "amplitude_rms", "mean_mag", "noise_mag", "peak_to_peak",
-    "n_points", "first_mjd", "last_mjd", "cadence", "ra", "dec",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -220,26 +216,6 @@ def write_csv(objects: Sequence[LabelledLightCurve], path: str | Path) -> Path:
             lc = obj.lightcurve
             for t, m, e, b in zip(lc.mjd, lc.mag, lc.magerr, lc.band, strict=True):
                 writer.writerow([obj.object_id, obj.label, f"{t:.6f}", f"{m:.4f}", f"{e:.4f}", b])
-    return path
-
-
-def write_truth(objects: Sequence[LabelledLightCurve], path: str | Path) -> Path:
-    """One row per object: TRUTH_COLUMNS (period in days, amplitudes and noise in mag)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=TRUTH_COLUMNS)
-        writer.writeheader()
-        for obj in objects:
-            e, lc = obj.extra, obj.lightcurve
-            writer.writerow({
-                "id": obj.object_id, "class": obj.label, "period": f"{obj.period:.8g}",
-                "log10_period": f"{e['log10_period']:.6f}", "amplitude_rms": f"{e['amplitude_rms']:.5f}",
-                "mean_mag": f"{e['mean_mag']:.4f}", "noise_mag": f"{e['noise_mag']:.5f}",
-                "peak_to_peak": f"{e['peak_to_peak']:.5f}", "n_points": len(lc),
-                "first_mjd": f"{lc.mjd[0]:.6f}", "last_mjd": f"{lc.mjd[-1]:.6f}", "cadence": e["cadence"],
-                "ra": f"{e['ra']:.6f}", "dec": f"{e['dec']:.6f}",
-            })  # fmt: skip
     return path
 
 

@@ -13,7 +13,6 @@ period, points replayed, first/last MJD) and, for LSST, the schema folder the pl
 
 from __future__ import annotations
 
-import csv
 import heapq
 import logging
 import random
@@ -37,7 +36,6 @@ HISTORY_DAYS = {"ztf": 30.0, "lsst": 365.0}
 # I stay distinct bands; survey band names map to themselves.
 DEFAULT_BAND_MAP = {"V": "r", "I": "i", "B": "g", "R": "r", **{b: b for b in "ugrizy"}}
 SURVEY_BANDS = {"ztf": ("g", "r", "i"), "lsst": ("u", "g", "r", "i", "z", "y")}
-TRUTH_COLUMNS = ("objectId", "archive_id", "class", "period", "n_points", "first_mjd", "last_mjd")
 SECONDS_PER_DAY = 86400.0
 
 
@@ -321,25 +319,10 @@ def prepare(
 
 def write_truth(path: Path, stream: list[StreamObject]) -> Path:
     """truth.csv: one row per replayed object, keyed by the objectId its alerts (and annotations) carry."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(TRUTH_COLUMNS)
-        for item in stream:
-            lc = item.lightcurve
-            period = "" if item.archive.period is None else repr(float(item.archive.period))
-            writer.writerow(
-                [
-                    item.alert_object_id,
-                    item.archive.object_id,
-                    item.archive.label or "",
-                    period,
-                    len(lc),
-                    repr(float(lc.mjd[0])),
-                    repr(float(lc.mjd[-1])),
-                ]
-            )
-    return path
+    from broker.offline.truth import truth_row
+    from broker.offline.truth import write_truth as write_rows
+
+    return write_rows(path, (truth_row(s.archive, s.alert_object_id, s.lightcurve) for s in stream))
 
 
 def replay(

@@ -31,7 +31,7 @@ def generated(tmp_path_factory):
 
 def test_crts_files_read_back_with_their_truth(generated):
     objects = read_crts(generated / "lightcurves")
-    truth = {row["id"]: row for row in csv.DictReader((generated / "truth.csv").open())}
+    truth = {row["objectId"]: row for row in csv.DictReader((generated / "truth.csv").open())}
     assert len(objects) == len(truth) == 4 * len(CLASSES)
     for obj in objects:
         assert truth[obj.object_id]["class"] == obj.label and len(obj.lightcurve) == 250

@@ -108,7 +108,7 @@ def test_options_are_checked():
         open_archive(f"ogle:{FIXTURES}", bands="K")
     with pytest.raises(ConfigError, match="label must be one of"):
         open_archive(f"ogle:{FIXTURES}", label="colour")
-    with pytest.raises(ArchiveError, match="no OGLE-III photometry"):
+    with pytest.raises(ArchiveError, match="no OGLE photometry"):
         list(open_archive(f"ogle:{FIXTURES / 'lmc' / 'ecl'}", bands="V"))
 
 

@@ -160,3 +160,15 @@ def test_energy_percentile_ranks_each_length_among_its_own_training_windows():
     assert bundle.energy_percentile([median_50], [50])[0] == pytest.approx(50, abs=1)
     assert bundle.energy_percentile([median_50], [200])[0] > 80  # ranked against full windows: "novel"
     assert bundle.energy_percentile([median_50], [60])[0] == pytest.approx(50, abs=1)  # nearest bucket below
+
+
+def test_shipped_bundles_record_what_they_trained_and_tuned_on():
+    from models.bundle import BUNDLES_DIR, METADATA_FILE, seen_ids
+
+    for name in ("crts-itcn", "crts-aegmm"):
+        metadata = json.loads((BUNDLES_DIR / name / METADATA_FILE).read_text())["metadata"]
+        split = metadata["data"]["split"]
+        seen = seen_ids(metadata)
+        assert len(seen) == 3415 + 731 == len(split["train_ids"]) + len(split["val_ids"])
+        assert seen.isdisjoint(split["test_ids"]) and len(split["test_ids"]) == 731
+    assert seen_ids({}) is None and seen_ids({"data": {"split": {"test_ids": ["a"]}}}) is None

@@ -11,7 +11,6 @@ import pytest
 from broker.errors import ConfigError
 from broker.offline.generate import (
     SURVEYS,
-    TRUTH_COLUMNS,
     CadenceSpec,
     check_generated,
     generate_lightcurves,
@@ -19,8 +18,8 @@ from broker.offline.generate import (
     search_and_fold,
     write_crts,
     write_csv,
-    write_truth,
 )
+from broker.offline.truth import TRUTH_COLUMNS, read_truth, truth_row, write_truth
 from models.data import read_crts
 from models.lightcurve import LabelledLightCurve, LightCurve
 from tests.unit.test_pelsvae import one_thread, small_bundle  # noqa: F401 (autouse fixture)
@@ -98,13 +97,15 @@ def test_crts_files_are_read_back_by_models_data(tmp_path):
         assert got.label == obj.label and len(got.lightcurve) == 60
         assert np.allclose(got.lightcurve.mjd, obj.lightcurve.mjd, atol=1e-6)
         assert np.allclose(got.lightcurve.mag, obj.lightcurve.mag, atol=1e-4)
-    truth = (
-        list(csv.DictReader((tmp_path / "truth.csv").open()))
-        if write_truth(objects, tmp_path / "truth.csv")
-        else []
-    )
+    write_truth(tmp_path / "truth.csv", (truth_row(obj) for obj in objects))
+    truth = list(csv.DictReader((tmp_path / "truth.csv").open()))
     assert tuple(truth[0]) == TRUTH_COLUMNS and len(truth) == 4
     assert float(truth[0]["period"]) == pytest.approx(objects[0].period, rel=1e-6)
+    assert truth[0]["objectId"] == truth[0]["archive_id"] == objects[0].object_id
+    assert float(truth[0]["log10_period"]) == pytest.approx(objects[0].extra["log10_period"], abs=1e-6)
+    assert truth[0]["cadence"] == "random" and truth[0]["ra"]
+    back = read_truth(tmp_path / "truth.csv")  # what evaluate-stream reads, replay's truth files too
+    assert back[objects[0].object_id]["class"] == objects[0].label
     rows = list(csv.DictReader(write_csv(objects, tmp_path / "all.csv").open()))
     assert len(rows) == 4 * 60 and set(rows[0]) == {"id", "class", "mjd", "mag", "magerr", "band"}
 

@@ -31,6 +31,7 @@ from broker.offline.replay import (
     replay,
     select_objects,
 )
+from broker.offline.truth import TRUTH_COLUMNS
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "archives"
@@ -205,7 +206,9 @@ def test_truth_file_describes_every_replayed_object(tmp_path):
         "n_points": "3",
         "first_mjd": "5.0",
         "last_mjd": "9.5",
+        **dict.fromkeys(TRUTH_COLUMNS[7:], ""),  # generator parameters: none for archives
     }
+    assert tuple(rows[0]) == TRUTH_COLUMNS  # one schema with `varstream generate`
     assert rows[1]["objectId"] == "12345" and rows[1]["class"] == "" and rows[1]["period"] == ""
     assert (tmp_path / "schemas").is_dir() and stats.schema_folder == str(tmp_path / "schemas")
 
@@ -269,11 +272,14 @@ def archive_objects(name: str) -> tuple[LabelledLightCurve, ...]:
         return objects
     if name == "eros":
         return tuple(select_objects(open_archive(f"eros:{SHARED_DATA / 'eros1_ramp'}"), selection))
+    if name == "ogle4":  # real OGLE-IV LMC Cepheids, I and V, HJD-2450000 in a tarball
+        archive = open_archive(f"ogle:{SHARED_DATA / 'ogle_lmc_cepheids'}", bands="I,V")
+        return tuple(select_objects(archive, Selection(limit=3, seed=5, max_points=120)))
     raise ValueError(name)
 
 
 @pytest.mark.parametrize("flavour", ["ztf", "lsst"])
-@pytest.mark.parametrize("archive", ["ogle", "asassn", "csv", "crts", "eros"])
+@pytest.mark.parametrize("archive", ["ogle", "ogle4", "asassn", "csv", "crts", "eros"])
 def test_archive_alerts_decode_back_to_the_same_objects_and_photometry(archive, flavour, tmp_path):
     objects = archive_objects(archive)
     stats = replay(objects, FolderSink(tmp_path / "alerts"), flavour, run_dir=tmp_path)

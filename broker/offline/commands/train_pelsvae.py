@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.errors import BundleError, ConfigError
+from broker.offline.archives.base import parse_spec
 from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
@@ -29,7 +30,6 @@ from broker.offline.commands.train import (
     known_classes,
     load_dataset,
     load_labelled_objects,
-    parse_data_spec,
     set_threads,
     split_summary,
 )
@@ -79,7 +79,7 @@ def prepare(args) -> dict:
     period_config, window_config = configs_from()
     sources, parts = [], {"train": [], "val": [], "test": []}
     for spec in args.data:
-        fmt, _ = parse_data_spec(spec)
+        fmt, _ = parse_spec(spec)
         dataset = load_dataset(
             spec, period_config, window_config, progress=not args.no_progress, cache_dir=args.cache_dir
         )
@@ -255,7 +255,7 @@ def augmentation_experiment(args, data: dict, bundle, real: dict):
     from models.train import TrainConfig, train_classifier
     from models.windows import Windows
 
-    spec = next(s for s in args.data if parse_data_spec(s)[0] == "crts")
+    spec = next(s for s in args.data if parse_spec(s)[0] == "crts")
     dataset = load_dataset(
         spec, data["period_config"], data["window_config"], progress=False, cache_dir=args.cache_dir
     )
