@@ -18,7 +18,8 @@ def decode(payload: bytes, fmt: str = "auto", resolver: SchemaResolver | None = 
     fmt "ztf": Avro container (ZTF); "lsst": Confluent wire format; "auto": `Obj\\x01` → container, whose
     record is read as ZTF (has `candidate`) or LSST (has `diaSource`); 0x00 → wire format.
     `resolver` resolves wire-format schema ids (default: the schemas installed with varstream).
-    Raises DecodeError with a reason from broker.metrics.DEAD_LETTER_REASONS.
+    Raises DecodeError (not a valid alert: dead-letter it, reason in broker.metrics.DEAD_LETTER_REASONS)
+    or UnusableAlert (a valid alert with nothing usable: skip it, reason in alerts.UNUSABLE_REASONS).
     """
     if fmt == "ztf":
         return decode_ztf(payload)
