@@ -20,6 +20,7 @@ from broker.errors import DecodeError
 # legitimate one-alert block while refusing decompression bombs.
 MAX_BLOCK_BYTES = 32 * 1024 * 1024
 CODECS = ("null", "deflate", "snappy", "zstandard", "bzip2", "xz")
+_CHUNK = 1 << 20  # decompress a MiB at a time, checking the cap in between
 
 
 def _too_big(codec: str, limit: int) -> DecodeError:
@@ -32,22 +33,37 @@ def _null(data: bytes, limit: int) -> bytes:
 
 def _deflate(data: bytes, limit: int) -> bytes:
     d = zlib.decompressobj(-15)
-    out = d.decompress(data, limit + 1)
+    out = bytearray(d.decompress(data, _CHUNK))
+    while d.unconsumed_tail and not d.eof and len(out) <= limit:
+        piece = d.decompress(d.unconsumed_tail, _CHUNK)
+        if not piece:
+            break  # no progress: corrupt input (checked as truncated below)
+        out += piece
+    if not d.eof and not d.unconsumed_tail:
+        out += d.flush()  # all input consumed: what is left is at most one window (32 KiB)
     if len(out) > limit:
         raise _too_big("deflate", limit)
     if not d.eof:
         raise DecodeError("undecodable", "deflate block is truncated")
-    return out
+    return bytes(out)
 
 
 def _bounded(decompressor, codec: str, data: bytes, limit: int) -> bytes:
-    """bz2/lzma/zstd share this API: decompress(data, max_length) and `eof`."""
-    out = decompressor.decompress(data, limit + 1)
+    """bz2/lzma/zstd share this API: decompress(data, max_length), `needs_input` and `eof`.
+
+    Output is taken a chunk at a time, so memory stays near `limit` whatever the block declares.
+    """
+    out = bytearray(decompressor.decompress(data, _CHUNK))
+    while not decompressor.eof and not decompressor.needs_input and len(out) <= limit:
+        piece = decompressor.decompress(b"", _CHUNK)
+        if not piece:
+            break  # no progress: corrupt input (checked as truncated below)
+        out += piece
     if len(out) > limit:
         raise _too_big(codec, limit)
     if not decompressor.eof:
         raise DecodeError("undecodable", f"{codec} block is truncated")
-    return out
+    return bytes(out)
 
 
 def _bzip2(data: bytes, limit: int) -> bytes:

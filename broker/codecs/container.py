@@ -22,7 +22,7 @@ from functools import lru_cache
 import fastavro
 from fastavro.read import HEADER_SCHEMA
 
-from broker.codecs.compression import decompress_block
+from broker.codecs.compression import MAX_BLOCK_BYTES, decompress_block
 from broker.errors import DecodeError
 
 MAGIC = b"Obj\x01"
@@ -116,8 +116,12 @@ def check_bounded(schema: object) -> None:
     min_size(schema, frozenset())
 
 
-def read_container(payload: bytes, max_records: int = 1) -> list[dict]:
+def read_container(
+    payload: bytes, max_records: int = 1, max_block_bytes: int = MAX_BLOCK_BYTES
+) -> list[dict]:
     """All records of an Avro container held in memory (one per message for alerts).
+
+    A block may decompress to at most `max_block_bytes`.
 
     Raises DecodeError: "undecodable" (not a container, truncated, corrupt or oversized block, unknown
     codec, more than `max_records` records), "schema_invalid" (the header's schema is not valid Avro or
@@ -149,7 +153,7 @@ def read_container(payload: bytes, max_records: int = 1) -> list[dict]:
                 raise EOFError(f"block of {size} bytes cut short at {len(data)}")
             if buf.read(16) != sync:
                 raise ValueError("block does not end with the header's sync marker")
-            block = io.BytesIO(decompress_block(codec, data))
+            block = io.BytesIO(decompress_block(codec, data, max_block_bytes))
             records.extend(fastavro.schemaless_reader(block, schema, None) for _ in range(count))
     except DecodeError:
         raise

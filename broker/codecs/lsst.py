@@ -10,7 +10,8 @@ its points count as dropped `no_total_flux`. Time: midpointMjdTai (midPointTai u
 Band: `band` (`filterName` up to 4.x).
 
 Per point, in this order of precedence:
-  no_total_flux      the schema has no total flux, or the point's scienceFlux is null
+  no_total_flux      the schema has no total flux, or the point's scienceFlux is null or the placeholder
+                     0 ± 0 (simulated streams, e.g. PLAsTiCC-based samples, fill it so)
   non_finite         time, flux error or band is null, NaN or inf
   bad_error          scienceFluxErr <= 0
   flagged            any of LSST_FLAGS is true, or the source was withdrawn (timeWithdrawnMjdTai set)
@@ -134,7 +135,8 @@ def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
     except (TypeError, ValueError) as exc:
         what = f"LSST alert {alert_id} ({origin})"
         raise DecodeError("schema_invalid", f"{what}: non-numeric photometry") from exc
-    no_total = np.array([_first(p, _FLUX_FIELDS) is None for p in points])
+    # No field, a null, or the 0 ± 0 placeholder that simulated streams put where nothing was measured.
+    no_total = np.array([_first(p, _FLUX_FIELDS) is None for p in points]) | ((flux == 0) & (flux_err == 0))
     bands = [_first(p, _BAND_FIELDS) for p in points]
     bands = [b if isinstance(b, str) else None for b in bands]
     flagged = np.array(
