@@ -31,7 +31,8 @@ class Alert:
     alert_id: ZTF candid or LSST diaSourceId (as str) — every annotation carries it;
     mjd: time of the triggering detection [MJD]; lightcurve: total (DC) magnitudes, time-sorted,
     including the triggering point when it passed the quality cuts;
-    dropped: reason -> number of points discarded while decoding (see DROP_REASONS).
+    dropped: reason -> number of points discarded while decoding (see DROP_REASONS);
+    history: "full" (decoded whole), "read" / "skipped" (lazy decoding read or skipped the history).
     """
 
     survey: str
@@ -40,6 +41,7 @@ class Alert:
     mjd: float
     lightcurve: LightCurve
     dropped: Counter = field(default_factory=Counter)
+    history: str = "full"
 
     @property
     def n_points(self) -> int:

@@ -14,6 +14,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 
 from broker.alerts import DROP_REASONS, UNUSABLE_REASONS
 from broker.health import Health
+from broker.history import READ_REASONS, SKIP_REASON
 
 NAMESPACE = "varstream"
 
@@ -132,6 +133,13 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.history_decisions = Counter(
+            "history_decisions",
+            "Alerts decoded lazily: history read or skipped, by reason (decode.history = lazy)",
+            ["decision", "reason"],
+            namespace=ns,
+            registry=registry,
+        )
         self.annotations_by_class = Counter(
             "annotations_by_class",
             "Annotations by predicted class",
@@ -182,6 +190,9 @@ class Metrics:
             self.alerts_dead_lettered.labels(reason=reason)
         for reason in DROP_REASONS:
             self.points_dropped.labels(reason=reason)
+        for reason in READ_REASONS:
+            self.history_decisions.labels(decision="read", reason=reason)
+        self.history_decisions.labels(decision="skipped", reason=SKIP_REASON)
 
 
 class _QuietHandler(WSGIRequestHandler):

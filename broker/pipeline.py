@@ -23,6 +23,7 @@ from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
 from broker.errors import DecodeError, UnusableAlert
 from broker.health import Health
+from broker.history import HistoryPolicy
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable
 from broker.metrics import Metrics
 from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
@@ -43,6 +44,7 @@ class RunSummary:
     annotated: int = 0
     skipped: Counter = field(default_factory=Counter)
     dead_lettered: Counter = field(default_factory=Counter)
+    history: Counter = field(default_factory=Counter)  # lazy decoding: "read:<reason>" / "skipped:known"
     classes: Counter = field(default_factory=Counter)
     novel: int = 0
     batches: int = 0
@@ -58,6 +60,7 @@ class RunSummary:
             "skipped": dict(sorted(self.skipped.items())),
             "dead_lettered": sum(self.dead_lettered.values()),
             "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+            "history_decisions": dict(sorted(self.history.items())),
             "classes": dict(sorted(self.classes.items())),
             "novel": self.novel,
             "batches": self.batches,
@@ -97,6 +100,11 @@ class Pipeline:
         self.resolver = SchemaResolver(
             registry_url=config.kafka.schema_registry_url or None,
             folders=[Path(d) for d in config.kafka.schema_dirs],
+        )
+        self.history = (
+            HistoryPolicy(self.store.contains, config.decode.reconcile_every)
+            if config.decode.history == "lazy"
+            else None
         )
         self.summary = RunSummary()
         self._stop = False
@@ -171,7 +179,9 @@ class Pipeline:
         try:
             if p.msg.value is None:
                 raise DecodeError("undecodable", "message has no value (tombstone)")
-            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver)
+            if self.history is not None:
+                self.history.last_reason = None
+            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver, self.history)
         except UnusableAlert as exc:  # a valid alert with nothing usable: skipped, not dead-lettered
             p.outcome = Skipped(exc.reason)
             self._count_dropped(exc.dropped)
@@ -184,6 +194,10 @@ class Pipeline:
             self._dead_letter(p, io, "internal", f"{type(exc).__name__}: {exc}")
             return
         self._count_dropped(p.alert.dropped)
+        if p.alert.history != "full":  # lazy decoding: count what it decided and why
+            reason = self.history.last_reason or "trigger_unusable"  # None: the trigger could not stand alone
+            self.metrics.history_decisions.labels(decision=p.alert.history, reason=reason).inc()
+            self.summary.history[f"{p.alert.history}:{reason}"] += 1
 
     def _count_dropped(self, dropped: dict[str, int]) -> None:
         for reason, n in dropped.items():

@@ -116,12 +116,37 @@ def check_bounded(schema: object) -> None:
     min_size(schema, frozenset())
 
 
+def truncated_schema(schema: dict, fields: frozenset[str]) -> dict | None:
+    """The parsed record `schema` cut after the last of `fields` it has, parsed; None when it has none.
+
+    Avro writes a record's fields in order, so a reader with this writer schema reads the leading fields
+    of a message and stops: e.g. an LSST alert up to its diaSource (~25 µs) instead of its 12-month
+    history (~10 ms). Named types used by the kept fields are defined within them (definition precedes use).
+    """
+    names = [f["name"] for f in schema.get("fields", ())]
+    kept = [i for i, name in enumerate(names) if name in fields]
+    if not kept:
+        return None
+    cut = {k: v for k, v in schema.items() if not k.startswith("__")}
+    cut["fields"] = schema["fields"][: max(kept) + 1]
+    return fastavro.parse_schema(cut)
+
+
+@lru_cache(maxsize=_SCHEMA_CACHE_SIZE)
+def _prefix_schema(schema_json: bytes, fields: frozenset[str]) -> dict | None:
+    return truncated_schema(parse_schema_json(schema_json), fields)
+
+
 def read_container(
-    payload: bytes, max_records: int = 1, max_block_bytes: int = MAX_BLOCK_BYTES
+    payload: bytes,
+    max_records: int = 1,
+    max_block_bytes: int = MAX_BLOCK_BYTES,
+    prefix_fields: frozenset[str] | None = None,
 ) -> list[dict]:
     """All records of an Avro container held in memory (one per message for alerts).
 
-    A block may decompress to at most `max_block_bytes`.
+    A block may decompress to at most `max_block_bytes`. With `prefix_fields`, each record is read only
+    up to the last of those fields (see `truncated_schema`); the rest of each block is not checked.
 
     Raises DecodeError: "undecodable" (not a container, truncated, corrupt or oversized block, unknown
     codec, more than `max_records` records), "schema_invalid" (the header's schema is not valid Avro or
@@ -139,6 +164,8 @@ def read_container(
     if schema_json is None:
         raise DecodeError("schema_invalid", "Avro container header has no avro.schema")
     schema = parse_schema_json(bytes(schema_json))
+    if prefix_fields is not None:
+        schema = _prefix_schema(bytes(schema_json), prefix_fields) or schema
     codec = bytes(meta.get("avro.codec", b"null")).decode("ascii", "replace")
     sync = header["sync"]
     records: list[dict] = []
