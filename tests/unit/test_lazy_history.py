@@ -88,6 +88,36 @@ def test_lazy_and_full_decoding_store_the_same_light_curves_and_classify_the_sam
     assert {d[2] for d in full_decisions} == {"full"}
 
 
+def test_lazy_after_a_crash_and_restart_matches_the_full_decode(tmp_path):
+    """SIGKILL mid-batch: that batch's merges are never committed, the process restarts on the stored
+    file with a fresh policy (nothing tracked) and the batch is consumed again."""
+    payloads = stream("lsst", n_objects=4, n_points=40)
+    full_store, _, _ = run(payloads, lazy=False, batch=10)
+    path = tmp_path / "store.sqlite"
+    store = LightCurveStore(StoreConfig(path=str(path)))
+    policy = HistoryPolicy(store.contains, 10)
+    crash_at = 60  # the batch starting here is merged, then lost
+    for start in range(0, crash_at + 10, 10):
+        alerts = [decode(p, "auto", builtin_resolver(), policy) for p in payloads[start : start + 10]]
+        for alert in alerts:
+            store.merge(alert.object_id, alert.lightcurve)
+        if start < crash_at:
+            store.commit()
+    store.close()  # uncommitted: rolled back, as after a SIGKILL
+    restarted = LightCurveStore(StoreConfig(path=str(path)))
+    policy = HistoryPolicy(restarted.contains, 10)
+    reasons = []
+    for start in range(crash_at, len(payloads), 10):
+        for p in payloads[start : start + 10]:
+            alert = decode(p, "auto", builtin_resolver(), policy)
+            reasons.append(policy.last_reason)
+            restarted.merge(alert.object_id, alert.lightcurve)
+        restarted.commit()
+    object_ids = {decode(p).object_id for p in payloads}
+    assert stored(restarted, object_ids) == stored(full_store, object_ids)
+    assert "untracked" in reasons and reasons.count("known") > len(reasons) / 2
+
+
 def test_a_gap_in_a_ztf_stream_is_seen_from_ndethist_and_the_history_read():
     payloads = stream("ztf", n_objects=1, n_points=40)
     gapped = payloads[:30] + payloads[33:]  # three alerts never arrive
