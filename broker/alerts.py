@@ -10,7 +10,17 @@ import numpy as np
 from models.lightcurve import LightCurve
 
 # Why single photometry points in an alert were not kept (bounded set, used as metric labels).
-DROP_REASONS = ("upper_limit", "non_finite", "bad_error", "flagged", "non_positive_flux")
+# no_total_flux: a difference flux with nothing to add it to (ZTF: no reference source near the candidate;
+# LSST: a difference-only source or forced source), so no total (DC) magnitude exists for the point.
+DROP_REASONS = ("upper_limit", "no_total_flux", "non_finite", "bad_error", "flagged", "non_positive_flux")
+# Why a valid alert as a whole was skipped by the decoder (raised as broker.errors.UnusableAlert).
+UNUSABLE_REASONS = (
+    "upper_limits_only",  # its points are all non-detections
+    "no_reference_source",  # ZTF: no reference-catalogue source, so no total magnitude (a transient)
+    "no_total_flux",  # LSST: difference fluxes only (schemas 6.x/7.x, or scienceFlux null)
+    "no_usable_points",  # detections exist but every one failed the quality cuts
+    "solar_system_source",  # LSST: a moving object (ssObject), no diaObject to hold a light curve
+)
 
 
 @dataclass
@@ -21,7 +31,8 @@ class Alert:
     alert_id: ZTF candid or LSST diaSourceId (as str) — every annotation carries it;
     mjd: time of the triggering detection [MJD]; lightcurve: total (DC) magnitudes, time-sorted,
     including the triggering point when it passed the quality cuts;
-    dropped: reason -> number of points discarded while decoding (see DROP_REASONS).
+    dropped: reason -> number of points discarded while decoding (see DROP_REASONS);
+    history: "full" (decoded whole), "read" / "skipped" (lazy decoding read or skipped the history).
     """
 
     survey: str
@@ -30,6 +41,7 @@ class Alert:
     mjd: float
     lightcurve: LightCurve
     dropped: Counter = field(default_factory=Counter)
+    history: str = "full"
 
     @property
     def n_points(self) -> int:

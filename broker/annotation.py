@@ -6,7 +6,7 @@ import math
 import time
 
 from broker.alerts import Alert
-from broker.classify import Outcome
+from broker.outcomes import Annotated
 from broker.runtime import InferenceRuntime
 from models.lightcurve import LightCurve
 
@@ -20,15 +20,15 @@ def _finite_or_none(x: float | None) -> float | None:
 def build_annotation(
     alert: Alert,
     lightcurve: LightCurve,
-    outcome: Outcome,
+    outcome: Annotated,
     runtime: InferenceRuntime,
     alert_timestamp_ms: int,
     annotated_at_ms: int | None = None,
 ) -> dict:
-    """Annotation dict for an alert whose object was classified (`outcome.classification` is set)."""
+    """Annotation dict for an alert whose object was classified."""
+    if not isinstance(outcome, Annotated):
+        raise ValueError(f"alert {alert.alert_id} has no classification to annotate ({outcome})")
     c, p = outcome.classification, outcome.period
-    if c is None or p is None:
-        raise ValueError(f"alert {alert.alert_id} has no classification to annotate ({outcome.skip_reason})")
     names = runtime.class_names
     best = c.predicted_index
     novelty = runtime.novelty

@@ -1,6 +1,7 @@
 """The science step of a batch: period search, folding and inference for the objects the trigger chose.
 
-No Kafka here: it takes light-curve snapshots and returns one outcome per snapshot, so the same code
+No Kafka here: it takes light-curve snapshots and returns one outcome per snapshot (Annotated, or
+Skipped with "non_periodic" / "no_window"), so the same code
 serves the streaming pipeline, tests and benchmarks. Batched end to end: one period-search call and one
 pass through the models per batch.
 """
@@ -13,8 +14,9 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from broker.folding import make_windows
-from broker.period import PeriodResult, search_periods
-from broker.runtime import Classification, InferenceRuntime
+from broker.outcomes import Annotated, Skipped
+from broker.period import search_periods
+from broker.runtime import InferenceRuntime
 from models.lightcurve import LightCurve
 
 StageTimer = Callable[[str], AbstractContextManager]
@@ -33,23 +35,14 @@ class Snapshot:
     lightcurve: LightCurve
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """Either a classification with its period, or the reason there is none (a SKIP_REASONS value)."""
-
-    period: PeriodResult | None = None
-    classification: Classification | None = None
-    skip_reason: str | None = None
-
-
 def classify_snapshots(
     snapshots: list[Snapshot],
     runtime: InferenceRuntime,
     max_false_alarm_probability: float = 1.0,
     timer: StageTimer = _no_timer,
-) -> list[Outcome]:
+) -> list[Annotated | Skipped]:
     """One outcome per snapshot, in order."""
-    outcomes: list[Outcome | None] = [None] * len(snapshots)
+    outcomes: list[Annotated | Skipped | None] = [None] * len(snapshots)
     if not snapshots:
         return []
     with timer("period"):
@@ -61,18 +54,18 @@ def classify_snapshots(
             if res.skip_reason is not None or not (
                 res.false_alarm_probability <= max_false_alarm_probability
             ):
-                outcomes[i] = Outcome(period=res, skip_reason="non_periodic")
+                outcomes[i] = Skipped("non_periodic", period=res)
                 continue
             w = make_windows(snap.lightcurve, res.period_days, snap.object_id, None, runtime.window_config)
             if len(w) == 0:
-                outcomes[i] = Outcome(period=res, skip_reason="no_window")
+                outcomes[i] = Skipped("no_window", period=res)
                 continue
             ready.append(i)
             windows.append(w)
     with timer("infer"):
         answers = runtime.classify(windows)
     for i, answer in zip(ready, answers, strict=True):
-        outcomes[i] = Outcome(period=periods[i], classification=answer)
+        outcomes[i] = Annotated(periods[i], answer)
     return outcomes  # type: ignore[return-value]
 
 

@@ -19,6 +19,7 @@ ENV_PREFIX = "VARSTREAM_"
 INPUT_FORMATS = ("auto", "ztf", "lsst")
 DELIVERY_MODES = ("at-least-once", "exactly-once")
 INFERENCE_ENGINES = ("auto", "onnx", "torch")
+HISTORY_MODES = ("full", "lazy")
 
 
 @dataclass
@@ -40,6 +41,14 @@ class KafkaConfig:
     connect_timeout_s: float = 15.0
     consumer_config: dict[str, Any] = field(default_factory=dict)  # extra librdkafka consumer settings
     producer_config: dict[str, Any] = field(default_factory=dict)  # extra librdkafka producer settings
+
+
+@dataclass
+class DecodeConfig:
+    """How much of each alert is decoded (broker/history.py, broker/codecs/lazy.py)."""
+
+    history: str = "full"  # full: decode every alert whole; lazy: the history only when needed
+    reconcile_every: int = 50  # lazy: read an object's history at least every this many alerts
 
 
 @dataclass
@@ -96,6 +105,7 @@ class RunConfig:
 @dataclass
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
@@ -111,6 +121,9 @@ class Config:
         _check(bool(k.input_topics), "kafka.input_topics", k.input_topics, "at least one topic")
         _check(k.batch_size > 0, "kafka.batch_size", k.batch_size, "> 0")
         _check(k.batch_timeout_s >= 0, "kafka.batch_timeout_s", k.batch_timeout_s, ">= 0")
+        d = self.decode
+        _check(d.history in HISTORY_MODES, "decode.history", d.history, f"one of {HISTORY_MODES}")
+        _check(d.reconcile_every >= 1, "decode.reconcile_every", d.reconcile_every, ">= 1")
         _check(s.max_objects > 0, "store.max_objects", s.max_objects, "> 0")
         _check(s.max_points_per_object > 0, "store.max_points_per_object", s.max_points_per_object, "> 0")
         _check(t.min_points >= 3, "trigger.min_points", t.min_points, ">= 3")

@@ -10,7 +10,7 @@ class ConfigError(VarstreamError):
 
 
 class DecodeError(VarstreamError):
-    """A message could not be turned into an alert; the reason goes to the dead-letter topic.
+    """A message is not a valid alert (bad bytes, bad schema, bad record): it goes to the dead-letter topic.
 
     `reason` is a short fixed token (bounded label value for metrics), the message the detail.
     """
@@ -18,6 +18,19 @@ class DecodeError(VarstreamError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class UnusableAlert(VarstreamError):
+    """A valid alert that carries nothing this classifier can use: skipped with a counted reason.
+
+    Deliberately not a DecodeError: the alert is fine, so it must never reach the dead-letter topic.
+    `reason` is one of broker.alerts.UNUSABLE_REASONS; `dropped` counts its discarded points by reason.
+    """
+
+    def __init__(self, reason: str, message: str, dropped: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.dropped = dict(dropped or {})
 
 
 class ArchiveError(VarstreamError):

@@ -12,8 +12,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
-from broker.alerts import DROP_REASONS
+from broker.alerts import DROP_REASONS, UNUSABLE_REASONS
 from broker.health import Health
+from broker.history import READ_REASONS, SKIP_REASON
 
 NAMESPACE = "varstream"
 
@@ -22,22 +23,23 @@ NAMESPACE = "varstream"
 STAGES = ("consume", "decode", "store", "period", "fold", "infer", "produce", "commit")
 # Outcomes of one consumed alert: exactly one per alert (the accounting identity).
 OUTCOMES = ("annotated", "skipped", "dead_lettered")
-# Reasons an alert was consumed but not annotated (label values of varstream_alerts_skipped_total).
+# Reasons an alert was consumed but not annotated (label values of varstream_alerts_skipped_total):
+# first what the decoder finds in a valid alert with nothing usable, then the trigger's and the science's.
 SKIP_REASONS = (
+    *UNUSABLE_REASONS,
     "too_few_points",  # the object's light curve is still shorter than trigger.min_points
     "not_enough_new_points",  # classified recently; too few new points since
     "too_soon",  # classified recently; less than trigger.min_interval_days since
     "non_periodic",  # the period search found no significant period
     "no_window",  # folding produced no window (e.g. points collapse onto few phases)
 )
-# Reasons a message went to the dead-letter topic.
+# Reasons a message went to the dead-letter topic: it is not a valid alert (or varstream failed on it).
 DEAD_LETTER_REASONS = (
-    "undecodable",
-    "schema_invalid",
-    "unknown_schema",
-    "missing_field",
-    "no_detections",
-    "internal",
+    "undecodable",  # not Avro / not wire format, truncated, corrupt or oversized block, unknown codec
+    "schema_invalid",  # the writer schema does not parse, is unbounded, or the record does not fit it
+    "unknown_schema",  # a wire-format schema id no local file or registry knows
+    "missing_field",  # a record without what every alert has (objectId/candidate, diaSource/diaSourceId)
+    "internal",  # a varstream bug (see its log); the message is kept for a replay after the fix
 )
 
 # 10 ms .. 120 s, roughly x2 steps: resolves both the micro-batch delay and the 60 s LSST budget.
@@ -131,6 +133,13 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.history_decisions = Counter(
+            "history_decisions",
+            "Alerts decoded lazily: history read or skipped, by reason (decode.history = lazy)",
+            ["decision", "reason"],
+            namespace=ns,
+            registry=registry,
+        )
         self.annotations_by_class = Counter(
             "annotations_by_class",
             "Annotations by predicted class",
@@ -181,6 +190,9 @@ class Metrics:
             self.alerts_dead_lettered.labels(reason=reason)
         for reason in DROP_REASONS:
             self.points_dropped.labels(reason=reason)
+        for reason in READ_REASONS:
+            self.history_decisions.labels(decision="read", reason=reason)
+        self.history_decisions.labels(decision="skipped", reason=SKIP_REASON)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -18,13 +18,15 @@ from pathlib import Path
 
 from broker.alerts import Alert
 from broker.annotation import build_annotation
-from broker.classify import Outcome, Snapshot, classify_snapshots, timed
+from broker.classify import Snapshot, classify_snapshots, timed
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
-from broker.errors import DecodeError
+from broker.errors import DecodeError, UnusableAlert
 from broker.health import Health
+from broker.history import HistoryPolicy
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable
 from broker.metrics import Metrics
+from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
 from broker.runtime import InferenceRuntime
 from broker.store import LightCurveStore
 from broker.trigger import decide
@@ -42,6 +44,7 @@ class RunSummary:
     annotated: int = 0
     skipped: Counter = field(default_factory=Counter)
     dead_lettered: Counter = field(default_factory=Counter)
+    history: Counter = field(default_factory=Counter)  # lazy decoding: "read:<reason>" / "skipped:known"
     classes: Counter = field(default_factory=Counter)
     novel: int = 0
     batches: int = 0
@@ -57,6 +60,7 @@ class RunSummary:
             "skipped": dict(sorted(self.skipped.items())),
             "dead_lettered": sum(self.dead_lettered.values()),
             "dead_lettered_by_reason": dict(sorted(self.dead_lettered.items())),
+            "history_decisions": dict(sorted(self.history.items())),
             "classes": dict(sorted(self.classes.items())),
             "novel": self.novel,
             "batches": self.batches,
@@ -96,6 +100,11 @@ class Pipeline:
         self.resolver = SchemaResolver(
             registry_url=config.kafka.schema_registry_url or None,
             folders=[Path(d) for d in config.kafka.schema_dirs],
+        )
+        self.history = (
+            HistoryPolicy(self.store.contains, config.decode.reconcile_every)
+            if config.decode.history == "lazy"
+            else None
         )
         self.summary = RunSummary()
         self._stop = False
@@ -156,7 +165,7 @@ class Pipeline:
                     self._store_and_trigger(p)
         self._classify([p for p in pending if p.snapshot is not None], io)
         with self._timer("produce"):
-            annotated = [p for p in pending if p.outcome is not None and p.outcome.classification is not None]
+            annotated = [p for p in pending if isinstance(p.outcome, Annotated)]
             for p in annotated:
                 record = build_annotation(
                     p.alert, p.snapshot.lightcurve, p.outcome, self.runtime, p.msg.timestamp_ms
@@ -170,7 +179,13 @@ class Pipeline:
         try:
             if p.msg.value is None:
                 raise DecodeError("undecodable", "message has no value (tombstone)")
-            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver)
+            if self.history is not None:
+                self.history.last_reason = None
+            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver, self.history)
+        except UnusableAlert as exc:  # a valid alert with nothing usable: skipped, not dead-lettered
+            p.outcome = Skipped(exc.reason)
+            self._count_dropped(exc.dropped)
+            return
         except DecodeError as exc:
             self._dead_letter(p, io, exc.reason, str(exc))
             return
@@ -178,7 +193,14 @@ class Pipeline:
             log.exception("unexpected error decoding %s[%d]@%d", p.msg.topic, p.msg.partition, p.msg.offset)
             self._dead_letter(p, io, "internal", f"{type(exc).__name__}: {exc}")
             return
-        for reason, n in p.alert.dropped.items():
+        self._count_dropped(p.alert.dropped)
+        if p.alert.history != "full":  # lazy decoding: count what it decided and why
+            reason = self.history.last_reason or "trigger_unusable"  # None: the trigger could not stand alone
+            self.metrics.history_decisions.labels(decision=p.alert.history, reason=reason).inc()
+            self.summary.history[f"{p.alert.history}:{reason}"] += 1
+
+    def _count_dropped(self, dropped: dict[str, int]) -> None:
+        for reason, n in dropped.items():
             self.metrics.points_dropped.labels(reason=reason).inc(n)
 
     def _store_and_trigger(self, p: _Pending) -> None:
@@ -186,7 +208,7 @@ class Pipeline:
         state = self.store.merge(alert.object_id, alert.lightcurve)
         decision = decide(state, alert.mjd, self.config.trigger)
         if not decision.classify:
-            p.outcome = Outcome(skip_reason=decision.reason)
+            p.outcome = Skipped(decision.reason)
             return
         p.snapshot = Snapshot(alert.object_id, self.store.lightcurve(alert.object_id))
         self.store.mark_classified(alert.object_id, state.n_points, alert.mjd)
@@ -213,11 +235,7 @@ class Pipeline:
         for p, outcome in zip(todo, outcomes, strict=True):
             if outcome is not None:
                 p.outcome = outcome
-        windows = sum(
-            p.outcome.classification.windows_used
-            for p in todo
-            if p.outcome is not None and p.outcome.classification is not None
-        )
+        windows = sum(p.outcome.classification.windows_used for p in todo if isinstance(p.outcome, Annotated))
         if windows:
             self.metrics.inference_batch_size.observe(windows)
 
@@ -231,7 +249,7 @@ class Pipeline:
 
     def _dead_letter(self, p: _Pending, io: KafkaIO, reason: str, message: str) -> None:
         io.dead_letter(p.msg, reason, message)
-        p.outcome = Outcome(skip_reason=f"dead_letter:{reason}")
+        p.outcome = DeadLettered(reason, message)
 
     def _flush_store(self) -> None:
         """Step 4 of the commit (timed with it): bounds, then the store's transaction."""
@@ -249,19 +267,19 @@ class Pipeline:
         s.alerts_in += len(pending)
         m.alerts_consumed.inc(len(pending))
         for p in pending:
-            reason = p.outcome.skip_reason if p.outcome is not None else None
-            if p.outcome is not None and p.outcome.classification is not None:
-                continue
-            if reason is None:  # cannot happen: every path above sets an outcome
-                reason = "dead_letter:internal"
-                log.error("alert at %s[%d]@%d got no outcome", p.msg.topic, p.msg.partition, p.msg.offset)
-            if reason.startswith("dead_letter:"):
-                reason = reason.split(":", 1)[1]
-                s.dead_lettered[reason] += 1
-                m.alerts_dead_lettered.labels(reason=reason).inc()
-            else:
-                s.skipped[reason] += 1
-                m.alerts_skipped.labels(reason=reason).inc()
+            match p.outcome:
+                case Annotated():
+                    pass  # counted below, with its latency and class
+                case Skipped(reason=reason):
+                    s.skipped[reason] += 1
+                    m.alerts_skipped.labels(reason=reason).inc()
+                case DeadLettered(reason=reason):
+                    s.dead_lettered[reason] += 1
+                    m.alerts_dead_lettered.labels(reason=reason).inc()
+                case _:  # cannot happen: every path above sets an outcome; counted, never lost
+                    log.error("alert at %s[%d]@%d got no outcome", p.msg.topic, p.msg.partition, p.msg.offset)
+                    s.dead_lettered["internal"] += 1
+                    m.alerts_dead_lettered.labels(reason="internal").inc()
         names = self.runtime.class_names
         for p in annotated:
             c = p.outcome.classification

@@ -152,6 +152,12 @@ class LightCurveStore:
         self._db.close()
 
     # -- reads --------------------------------------------------------------------------------------
+    def contains(self, object_id: str) -> bool:
+        """Whether the store holds the object (all that lazy history decoding asks of the store)."""
+        return (
+            self._db.execute("SELECT 1 FROM objects WHERE object_id = ?", (object_id,)).fetchone() is not None
+        )
+
     def state(self, object_id: str) -> ObjectState | None:
         row = self._db.execute(
             "SELECT object_id, n_points, last_mjd, classified_n_points, classified_mjd, n_classifications "

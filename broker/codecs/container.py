@@ -6,18 +6,23 @@ for ZTF's 160 fields), so the header is read here and the parsed schema is cache
 block is then read with `schemaless_reader`. Writing likewise reuses one prebuilt header per schema.
 Hand-written because fastavro has no public API for "container with a known, already-parsed schema";
 the framing is the Avro 1.x spec: magic, metadata map, 16-byte sync, then (count, size, data, sync) blocks.
+
+Untrusted bytes stay bounded: blocks decompress under a cap (`compression.MAX_BLOCK_BYTES`), a container
+may declare at most `max_records` records, and a writer schema with an array or map whose items can take
+zero bytes (e.g. an array of nulls: a declared count of 2^62 would loop forever) is refused. Declared
+string/bytes lengths are safe already: fastavro reads what is there and fails at the end of the data.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import zlib
 from functools import lru_cache
 
 import fastavro
 from fastavro.read import HEADER_SCHEMA
 
+from broker.codecs.compression import MAX_BLOCK_BYTES, decompress_block
 from broker.errors import DecodeError
 
 MAGIC = b"Obj\x01"
@@ -57,15 +62,95 @@ def write_long(value: int) -> bytes:
 
 @lru_cache(maxsize=_SCHEMA_CACHE_SIZE)
 def parse_schema_json(schema_json: bytes) -> dict:
-    """Parsed fastavro schema from its JSON text, cached by the exact bytes (bounded LRU)."""
-    return fastavro.parse_schema(json.loads(schema_json))
+    """Parsed, bounded fastavro schema from its JSON text, cached by the exact bytes (bounded LRU).
+
+    DecodeError("schema_invalid") when it does not parse or is unbounded (not cached: lru_cache keeps
+    only returned values).
+    """
+    try:
+        schema = fastavro.parse_schema(json.loads(schema_json))
+    except Exception as exc:
+        raise DecodeError("schema_invalid", f"Avro container schema does not parse: {exc}") from exc
+    check_bounded(schema)
+    return schema
 
 
-def read_container(payload: bytes) -> list[dict]:
-    """All records of an Avro container held in memory.
+_FIXED_SIZE = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8, "bytes": 1, "string": 1}
 
-    Raises DecodeError: "undecodable" (not a container, truncated, corrupt block),
-    "schema_invalid" (the header's schema is not valid Avro).
+
+def check_bounded(schema: object) -> None:
+    """DecodeError("schema_invalid") when an array or map of `schema` has items that can take 0 bytes."""
+    named: dict[str, object] = {}
+
+    def min_size(s: object, seen: frozenset[str]) -> int:
+        if isinstance(s, str):
+            if s in _FIXED_SIZE:
+                return _FIXED_SIZE[s]
+            if s in seen or s not in named:
+                return 1  # a recursive reference sits behind a union or array: at least one byte
+            return min_size(named[s], seen | {s})
+        if isinstance(s, list):  # a union: the branch index is at least one byte
+            for branch in s:
+                min_size(branch, seen)
+            return 1
+        if not isinstance(s, dict):
+            return 1
+        kind = s.get("type")
+        name = s.get("name")
+        if isinstance(name, str):
+            named[name] = s
+        if kind in ("array", "map"):
+            items = s.get("items", s.get("values"))
+            if min_size(items, seen) == 0:
+                raise DecodeError("schema_invalid", f"{kind} of zero-byte items in the writer schema")
+            return 1
+        if kind == "record" or kind == "error":
+            inner = seen | {name} if isinstance(name, str) else seen
+            return sum(min_size(f.get("type"), inner) for f in s.get("fields", ()))
+        if kind == "fixed":
+            return int(s.get("size", 0))
+        if kind == "enum":
+            return 1
+        return min_size(kind, seen)
+
+    min_size(schema, frozenset())
+
+
+def truncated_schema(schema: dict, fields: frozenset[str]) -> dict | None:
+    """The parsed record `schema` cut after the last of `fields` it has, parsed; None when it has none.
+
+    Avro writes a record's fields in order, so a reader with this writer schema reads the leading fields
+    of a message and stops: e.g. an LSST alert up to its diaSource (~25 µs) instead of its 12-month
+    history (~10 ms). Named types used by the kept fields are defined within them (definition precedes use).
+    """
+    names = [f["name"] for f in schema.get("fields", ())]
+    kept = [i for i, name in enumerate(names) if name in fields]
+    if not kept:
+        return None
+    cut = {k: v for k, v in schema.items() if not k.startswith("__")}
+    cut["fields"] = schema["fields"][: max(kept) + 1]
+    return fastavro.parse_schema(cut)
+
+
+@lru_cache(maxsize=_SCHEMA_CACHE_SIZE)
+def _prefix_schema(schema_json: bytes, fields: frozenset[str]) -> dict | None:
+    return truncated_schema(parse_schema_json(schema_json), fields)
+
+
+def read_container(
+    payload: bytes,
+    max_records: int = 1,
+    max_block_bytes: int = MAX_BLOCK_BYTES,
+    prefix_fields: frozenset[str] | None = None,
+) -> list[dict]:
+    """All records of an Avro container held in memory (one per message for alerts).
+
+    A block may decompress to at most `max_block_bytes`. With `prefix_fields`, each record is read only
+    up to the last of those fields (see `truncated_schema`); the rest of each block is not checked.
+
+    Raises DecodeError: "undecodable" (not a container, truncated, corrupt or oversized block, unknown
+    codec, more than `max_records` records), "schema_invalid" (the header's schema is not valid Avro or
+    is unbounded, see the module doc).
     """
     if payload[:4] != MAGIC:
         raise DecodeError("undecodable", f"not an Avro container: starts with {payload[:4]!r}")
@@ -78,39 +163,30 @@ def read_container(payload: bytes) -> list[dict]:
     schema_json = meta.get("avro.schema")
     if schema_json is None:
         raise DecodeError("schema_invalid", "Avro container header has no avro.schema")
-    try:
-        schema = parse_schema_json(bytes(schema_json))
-    except Exception as exc:
-        raise DecodeError("schema_invalid", f"Avro container schema does not parse: {exc}") from exc
+    schema = parse_schema_json(bytes(schema_json))
+    if prefix_fields is not None:
+        schema = _prefix_schema(bytes(schema_json), prefix_fields) or schema
     codec = bytes(meta.get("avro.codec", b"null")).decode("ascii", "replace")
-    if codec not in ("null", "deflate"):
-        return _read_with_fastavro(payload)
     sync = header["sync"]
     records: list[dict] = []
     try:
         while buf.tell() < len(payload):
             count = read_long(buf)
             size = read_long(buf)
+            if count < 0 or size < 0 or len(records) + count > max_records:
+                raise ValueError(f"block declares {count} records of {size} bytes (at most {max_records})")
             data = buf.read(size)
-            if count < 0 or len(data) != size:
+            if len(data) != size:
                 raise EOFError(f"block of {size} bytes cut short at {len(data)}")
             if buf.read(16) != sync:
                 raise ValueError("block does not end with the header's sync marker")
-            if codec == "deflate":
-                data = zlib.decompress(data, -15)
-            block = io.BytesIO(data)
+            block = io.BytesIO(decompress_block(codec, data, max_block_bytes))
             records.extend(fastavro.schemaless_reader(block, schema, None) for _ in range(count))
+    except DecodeError:
+        raise
     except Exception as exc:
         raise DecodeError("undecodable", f"corrupt or truncated Avro container block: {exc!r}") from exc
     return records
-
-
-def _read_with_fastavro(payload: bytes) -> list[dict]:
-    """Slow path for codecs other than null/deflate (snappy, zstandard, ...): fastavro's own reader."""
-    try:
-        return list(fastavro.reader(io.BytesIO(payload)))
-    except Exception as exc:
-        raise DecodeError("undecodable", f"unreadable Avro container: {exc!r}") from exc
 
 
 def strip_docs(schema):

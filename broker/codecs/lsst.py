@@ -1,17 +1,23 @@
 """LSST alerts: decode (Confluent wire format) into `Alert`; build and encode LSST-like alerts for replay.
 
-Reads every official lsst-alert-packet schema by field name (diaSource / prvDiaSources) and varstream's
-LSST-like subset of lsst.v11_0. Total magnitudes come from `scienceFlux` (forced PSF flux on the direct
-image, nJy; `totFlux` in schemas up to 4.x): AB mag = 31.4 - 2.5 log10(f), magerr = 1.0857 σ/f.
-`psfFlux` is a difference flux and is never used as a magnitude: schemas without a total flux (6.x, 7.x)
-give DecodeError("missing_field"). Time: midpointMjdTai (TAI). Band: `band` (`filterName` up to 4.x).
+Reads every official lsst-alert-packet schema (3.0 to 11.x) by field name, and varstream's LSST-like subset
+of lsst.v11_0. Points: diaSource (the trigger), prvDiaSources, then prvDiaForcedSources. Total magnitudes
+come from a direct-image flux only: `scienceFlux` (5.0 and 8.0+, nJy) or `totFlux` (up to 4.x):
+AB mag = 31.4 - 2.5 log10(f), magerr = 1.0857 σ/f. `psfFlux` is a difference flux and is never used as a
+magnitude: adding a template flux is not possible honestly, because the 6.x/7.x schemas carry none. So a
+6.x/7.x alert (difference fluxes only) is skipped as UnusableAlert("no_total_flux"), never dead-lettered;
+its points count as dropped `no_total_flux`. Time: midpointMjdTai (midPointTai up to 4.x, TAI).
+Band: `band` (`filterName` up to 4.x).
 
-Per diaSource, in this order of precedence (diaSources are detections, so there are no upper limits):
-  non_finite         time, scienceFlux, scienceFluxErr or band is null, NaN or inf
+Per point, in this order of precedence:
+  no_total_flux      the schema has no total flux, or the point's scienceFlux is null or the placeholder
+                     0 ± 0 (simulated streams, e.g. PLAsTiCC-based samples, fill it so)
+  non_finite         time, flux error or band is null, NaN or inf
   bad_error          scienceFluxErr <= 0
   flagged            any of LSST_FLAGS is true, or the source was withdrawn (timeWithdrawnMjdTai set)
   non_positive_flux  scienceFlux <= 0
-The object is diaSource.diaObjectId, else diaObject.diaObjectId (missing_field when both are null).
+The object is diaSource.diaObjectId, else diaObject.diaObjectId. A source with neither but an ssObjectId
+(a solar-system alert) is UnusableAlert("solar_system_source"); with none of them, DecodeError.
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from broker.codecs.photometry import (
     assemble_alert,
     flux_to_mag,
     mag_to_flux,
+    unusable_reason,
 )
 from broker.codecs.resolver import VARSTREAM_LSST_SCHEMA_ID, SchemaResolver, split_wire, wire_header
-from broker.errors import DecodeError
+from broker.errors import DecodeError, UnusableAlert
 from models.lightcurve import LightCurve
 
 # Boolean diaSource flags that drop a point: the forced photometry behind scienceFlux failed, or the
@@ -78,44 +85,63 @@ def decode_lsst(payload: bytes, resolver: SchemaResolver) -> Alert:
     return lsst_record_to_alert(record, f"schema id {schema_id}")
 
 
-def _field_name(source: dict, candidates: tuple[str, ...], origin: str) -> str:
-    for name in candidates:
-        if name in source:
-            return name
-    raise DecodeError("missing_field", f"LSST diaSource ({origin}) has no {' / '.join(candidates)} field")
+def _first(point: dict, names: tuple[str, ...]) -> object:
+    """The value of the first of `names` the point has (None when it has none of them)."""
+    for name in names:
+        if name in point:
+            return point[name]
+    return None
+
+
+def _sources(record: dict, origin: str) -> tuple[dict, list[dict], list[dict]]:
+    """(diaSource, prvDiaSources, prvDiaForcedSources); DecodeError when the record is not an LSST alert."""
+    source = record.get("diaSource") if isinstance(record, dict) else None
+    if not isinstance(source, dict):
+        raise DecodeError("missing_field", f"LSST alert ({origin}) lacks diaSource (is it an LSST alert?)")
+    history = list(record.get("prvDiaSources") or ())
+    forced = list(record.get("prvDiaForcedSources") or ())
+    if not all(isinstance(p, dict) for p in history + forced):
+        raise DecodeError("schema_invalid", f"LSST alert ({origin}): history entries are not records")
+    return source, history, forced
 
 
 def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
-    """Alert from a decoded LSST alert record (dict as fastavro reads it); `origin` names it in errors."""
-    try:
-        source = record["diaSource"]
-        points = [source, *(record.get("prvDiaSources") or ())]
-        alert_id = source["diaSourceId"]
-    except (KeyError, TypeError) as exc:
-        raise DecodeError(
-            "missing_field", f"LSST alert ({origin}) lacks field {exc} (is it an LSST alert?)"
-        ) from exc
-    time_name = _field_name(source, _TIME_FIELDS, origin)
-    flux_name = _field_name(source, _FLUX_FIELDS, origin)
-    band_name = _field_name(source, _BAND_FIELDS, origin)
-    error_name = _field_name(source, (flux_name + "Err",), origin)
+    """Alert from a decoded LSST alert record (dict as fastavro reads it); `origin` names it in errors.
+
+    DecodeError when the record is not an LSST alert; UnusableAlert when it is one with nothing usable.
+    """
+    source, history, forced = _sources(record, origin)
+    alert_id = source.get("diaSourceId")
+    if alert_id is None:
+        raise DecodeError("missing_field", f"LSST alert ({origin}) has no diaSource.diaSourceId")
     object_id = source.get("diaObjectId")
     if object_id is None:
         object_id = (record.get("diaObject") or {}).get("diaObjectId")
-    if object_id is None or alert_id is None:
-        raise DecodeError("missing_field", f"LSST alert ({origin}) has no diaObjectId (solar-system source?)")
+    if object_id is None:
+        if source.get("ssObjectId") is not None or record.get("ssObject"):
+            raise UnusableAlert(
+                "solar_system_source", f"LSST alert {alert_id} ({origin}) is a solar-system source"
+            )
+        raise DecodeError("missing_field", f"LSST alert {alert_id} ({origin}) has no diaObjectId")
+    if _first(source, _TIME_FIELDS) is None:
+        raise DecodeError("missing_field", f"LSST alert {alert_id} ({origin}) diaSource has no time")
 
+    points = [source, *history, *forced]
     n = len(points)
-    mjd = as_float_array([p[time_name] for p in points])
-    if not np.isfinite(mjd[0]):
-        raise DecodeError("missing_field", f"LSST alert ({origin}) diaSource {alert_id} has no {time_name}")
-    flux = as_float_array([p[flux_name] for p in points])
-    flux_err = as_float_array([p[error_name] for p in points])
-    bands = [p[band_name] for p in points]
-    flags = [name for name in LSST_FLAGS if name in source]
+    try:
+        mjd = as_float_array([_first(p, _TIME_FIELDS) for p in points])
+        flux = as_float_array([_first(p, _FLUX_FIELDS) for p in points])
+        flux_err = as_float_array([_first(p, tuple(f + "Err" for f in _FLUX_FIELDS)) for p in points])
+    except (TypeError, ValueError) as exc:
+        what = f"LSST alert {alert_id} ({origin})"
+        raise DecodeError("schema_invalid", f"{what}: non-numeric photometry") from exc
+    # No field, a null, or the 0 ± 0 placeholder that simulated streams put where nothing was measured.
+    no_total = np.array([_first(p, _FLUX_FIELDS) is None for p in points]) | ((flux == 0) & (flux_err == 0))
+    bands = [_first(p, _BAND_FIELDS) for p in points]
+    bands = [b if isinstance(b, str) else None for b in bands]
     flagged = np.array(
         [
-            p.get("timeWithdrawnMjdTai") is not None or any(p.get(name) is True for name in flags)
+            p.get("timeWithdrawnMjdTai") is not None or any(p.get(name) is True for name in LSST_FLAGS)
             for p in points
         ]
     )
@@ -123,6 +149,7 @@ def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
     with np.errstate(invalid="ignore"):
         keep, dropped = apply_cuts(
             [
+                ("no_total_flux", no_total),
                 ("non_finite", ~np.isfinite(np.stack([mjd, flux, flux_err])).all(axis=0)),
                 ("non_finite", np.array([b is None for b in bands])),
                 ("bad_error", flux_err <= 0),
@@ -143,6 +170,7 @@ def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
         keep,
         dropped,
         f"LSST alert {alert_id} ({origin})",
+        unusable_reason(np.ones(n, dtype=bool), no_total, "no_total_flux"),
     )
 
 

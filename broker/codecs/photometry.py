@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from broker.alerts import DROP_REASONS, Alert
-from broker.errors import DecodeError
+from broker.errors import UnusableAlert
 from models.lightcurve import LightCurve
 
 # 2.5 / ln(10): d(mag) = MAG_PER_LN_FLUX * d(flux) / flux. The "1.0857" of the literature, unrounded.
@@ -98,6 +98,20 @@ def apply_cuts(cuts: Sequence[tuple[str, np.ndarray]], n: int) -> tuple[np.ndarr
     return keep, dropped
 
 
+def unusable_reason(detected: np.ndarray, no_total: np.ndarray, no_total_reason: str) -> str:
+    """Why an alert none of whose points survived is unusable (a broker.alerts.UNUSABLE_REASONS value).
+
+    detected: (n,) bool, the point is a detection or a forced measurement (not an upper limit);
+    no_total: (n,) bool, the point was dropped for lack of a total flux; no_total_reason: the survey's name
+    for "every measurement lacks a total flux" (ZTF "no_reference_source", LSST "no_total_flux").
+    """
+    if not detected.any():
+        return "upper_limits_only"
+    if no_total[detected].all():
+        return no_total_reason
+    return "no_usable_points"
+
+
 def assemble_alert(
     survey: str,
     object_id: object,
@@ -109,14 +123,17 @@ def assemble_alert(
     keep: np.ndarray,
     dropped: Counter,
     what: str,
+    reason_if_empty: str,
 ) -> Alert:
     """The Alert of one decoded message: point 0 is the triggering detection (its mjd is the alert's).
 
-    DecodeError("no_detections") when no point survived the cuts; `what` names the alert in that error.
+    UnusableAlert(reason_if_empty) when no point survived the cuts; `what` names the alert in that error.
     """
     lightcurve = assemble_lightcurve(mjd, mag, magerr, band, keep)
     if len(lightcurve) == 0:
-        raise DecodeError("no_detections", f"{what}: no usable detection ({dict(dropped)})")
+        raise UnusableAlert(
+            reason_if_empty, f"{what}: nothing usable ({reason_if_empty}; dropped {dict(dropped)})", dropped
+        )
     return Alert(
         survey=survey,
         object_id=str(object_id),

@@ -1,18 +1,26 @@
 """ZTF alerts: decode (one Avro container per message, schema inside) into `Alert`; build/encode for replay.
 
-Reads anything written with the official ZTF schema (v4.02 and earlier versions with the same photometry
-fields) or with varstream's ZTF-like subset `schemas/ztf_alert.avsc`: fields are read by name.
+Reads ZTF schemas 3.0 to 4.02 and records rewritten by other tools (other record names, every field
+nullable, extra fields, no top-level `candid`: then candidate.candid) by field name; a missing optional
+field reads as null. Points: the candidate, each prv_candidate, then each fp_hists entry (4.x).
 
-Per point (the candidate, then each prv_candidate), in this order of precedence:
-  upper_limit        magpsf is null (a non-detection; prv_candidates carry these)
-  non_finite         a needed value (jd, magpsf, sigmapsf, magnr, sigmagnr, isdiffpos) is null, NaN or inf;
-                     magnr is null when no reference-catalogue source lies near the candidate
-  bad_error          sigmapsf <= 0 or sigmagnr < 0 (sigmagnr = 0 is allowed: replayed references are exact)
-  flagged            fid not 1/2/3; distnr > ZTF_MAX_DISTNR_PIX (the reference source is another star, so
-                     the DC sum is meaningless); nbad > ZTF_MAX_NBAD (bad pixels at the source);
-                     rb < ZTF_MIN_RB (likely bogus; the threshold Fink and ALeRCE use). Null values pass.
-  non_positive_flux  the DC flux 10^(-0.4 magnr) ± 10^(-0.4 magpsf) is <= 0
-mjd = jd - 2400000.5 (UTC, start of exposure).
+Total (DC) flux per point = reference flux 10^(-0.4 magnr) + difference flux, where the difference is
+  a detection:          ±10^(-0.4 magpsf), sign from isdiffpos ('t'/'1' +, 'f'/'0' -);
+  forced photometry:    forcediffimflux * 10^(-0.4 magzpsci) (fp_hists, and prv_candidates that carry
+                        forcediffimflux instead of magpsf); its error forcediffimfluxunc likewise.
+Per point, in this order of precedence (the first reason that applies is counted):
+  upper_limit        neither magpsf nor forcediffimflux (a non-detection; prv_candidates carry these)
+  no_total_flux      no reference source: magnr null or negative (ZTF's -99999), or distnr null-sentinel
+                     or > ZTF_MAX_DISTNR_PIX (the nearest reference source is another star)
+  flagged            fid not 1/2/3; nbad > ZTF_MAX_NBAD; rb < ZTF_MIN_RB (the threshold Fink and ALeRCE
+                     use); forced photometry whose procstatus is not "0" (checked first: failed forced
+                     points carry -99999 in every field). Null values pass.
+  non_finite         a needed value (jd, the difference flux and its error, sigmagnr, magzpsci) is null/NaN
+  bad_error          sigmapsf or forcediffimfluxunc <= 0, or sigmagnr < 0 (0 is allowed: replayed
+                     references are exact)
+  non_positive_flux  the DC flux is <= 0
+An alert none of whose points survive is UnusableAlert: upper_limits_only, no_reference_source (every
+measurement lacks a reference source: a transient) or no_usable_points. mjd = jd - 2400000.5 (UTC).
 """
 
 from __future__ import annotations
@@ -26,13 +34,14 @@ from broker.alerts import Alert
 from broker.codecs.container import ContainerWriter, read_container
 from broker.codecs.ids import point_id
 from broker.codecs.photometry import (
+    MAG_PER_LN_FLUX,
     MJD_OFFSET,
     ZTF_BAND_OF_FID,
     ZTF_FID_OF_BAND,
     apply_cuts,
     as_float_array,
     assemble_alert,
-    ztf_dc_magnitudes,
+    unusable_reason,
     ztf_difference_from_dc,
 )
 from broker.errors import DecodeError
@@ -41,8 +50,11 @@ from models.lightcurve import LightCurve
 ZTF_MAX_DISTNR_PIX = 1.4
 ZTF_MAX_NBAD = 0
 ZTF_MIN_RB = 0.55
-_SIGN_OF_ISDIFFPOS = {"t": 1.0, "1": 1.0, "f": -1.0, "0": -1.0}
-_NEEDED = ("jd", "fid", "magpsf", "sigmapsf", "isdiffpos", "magnr", "sigmagnr")
+_SIGN_OF_ISDIFFPOS = {"t": 1.0, "1": 1.0, "f": -1.0, "0": -1.0, True: 1.0, False: -1.0}
+_FIELDS = (
+    "jd", "fid", "magpsf", "sigmapsf", "isdiffpos", "magnr", "sigmagnr", "distnr", "nbad", "rb",
+    "forcediffimflux", "forcediffimfluxunc", "magzpsci", "procstatus",
+)  # fmt: skip
 # Flux ratio of the replayed reference to the faintest point of its band: keeps every difference positive
 # and well away from zero, so the float32 fields round-trip the DC magnitude to ~1e-6 mag.
 _REFERENCE_FLUX_FRACTION = 0.5
@@ -57,56 +69,95 @@ def decode_ztf(payload: bytes) -> Alert:
     return ztf_record_to_alert(records[0])
 
 
+def _points(record: dict) -> tuple[object, object, list[dict]]:
+    """(objectId, candid, [candidate, *prv_candidates, *fp_hists]); DecodeError when not a ZTF alert."""
+    if not isinstance(record, dict):
+        raise DecodeError("missing_field", f"ZTF alert is a {type(record).__name__}, not a record")
+    candidate = record.get("candidate")
+    object_id = record.get("objectId")
+    if not isinstance(candidate, dict) or object_id is None:
+        raise DecodeError("missing_field", "ZTF alert lacks objectId or candidate (is it a ZTF alert?)")
+    alert_id = record.get("candid")
+    if alert_id is None:  # rewritten records may drop the top-level copy
+        alert_id = candidate.get("candid")
+    if alert_id is None or candidate.get("jd") is None:
+        raise DecodeError("missing_field", f"ZTF alert of {object_id} has no candid or candidate.jd")
+    history = [*(record.get("prv_candidates") or ()), *(record.get("fp_hists") or ())]
+    if not all(isinstance(p, dict) for p in history):
+        raise DecodeError("schema_invalid", f"ZTF alert {alert_id}: history entries are not records")
+    return object_id, alert_id, [candidate, *history]
+
+
 def ztf_record_to_alert(record: dict) -> Alert:
-    """Alert from a decoded ZTF alert record (dict as fastavro reads it)."""
+    """Alert from a decoded ZTF alert record (dict as fastavro reads it).
+
+    DecodeError when the record is not a ZTF alert; UnusableAlert when it is one with nothing usable.
+    """
+    object_id, alert_id, points = _points(record)
+    columns = {name: [p.get(name) for p in points] for name in _FIELDS}
     try:
-        object_id = record["objectId"]
-        alert_id = record["candid"]
-        points = [record["candidate"], *(record.get("prv_candidates") or ())]
-        columns = {name: [p[name] for p in points] for name in _NEEDED}
-    except (KeyError, TypeError) as exc:
-        raise DecodeError("missing_field", f"ZTF alert lacks field {exc} (is it a ZTF alert?)") from exc
-    if object_id is None or alert_id is None or columns["jd"][0] is None:
-        raise DecodeError("missing_field", "ZTF alert has a null objectId, candid or candidate.jd")
+        jd = as_float_array(columns["jd"])
+        magpsf = as_float_array(columns["magpsf"])
+        sigmapsf = as_float_array(columns["sigmapsf"])
+        forced = as_float_array(columns["forcediffimflux"])
+        forced_err = as_float_array(columns["forcediffimfluxunc"])
+        magzpsci = as_float_array(columns["magzpsci"])
+        magnr = as_float_array(columns["magnr"])
+        sigmagnr = as_float_array(columns["sigmagnr"])
+        distnr = as_float_array(columns["distnr"])
+        nbad = as_float_array(columns["nbad"])
+        rb = as_float_array(columns["rb"])
+        sign = np.array([_SIGN_OF_ISDIFFPOS.get(v, np.nan) for v in columns["isdiffpos"]], dtype=np.float64)
+        bands = [ZTF_BAND_OF_FID.get(f, "?") if isinstance(f, int) else "?" for f in columns["fid"]]
+    except (TypeError, ValueError) as exc:
+        raise DecodeError("schema_invalid", f"ZTF alert {alert_id}: non-numeric photometry") from exc
 
-    n = len(points)
-    jd = as_float_array(columns["jd"])
-    magpsf = as_float_array(columns["magpsf"])
-    sigmapsf = as_float_array(columns["sigmapsf"])
-    magnr = as_float_array(columns["magnr"])
-    sigmagnr = as_float_array(columns["sigmagnr"])
-    sign = np.array([_SIGN_OF_ISDIFFPOS.get(v, np.nan) for v in columns["isdiffpos"]], dtype=np.float64)
-    bands = [ZTF_BAND_OF_FID.get(f, "?") for f in columns["fid"]]
-    distnr = as_float_array([p.get("distnr") for p in points])
-    nbad = as_float_array([p.get("nbad") for p in points])
-    rb = as_float_array([p.get("rb") for p in points])
-
-    mag, magerr, dc_flux = ztf_dc_magnitudes(magpsf, sigmapsf, magnr, sigmagnr, sign)
-    with np.errstate(invalid="ignore"):
+    is_detection = np.array([m is not None for m in columns["magpsf"]])
+    is_forced = ~is_detection & np.array([f is not None for f in columns["forcediffimflux"]])
+    with np.errstate(all="ignore"):
+        ref_flux = 10.0 ** (-0.4 * magnr)
+        forced_scale = 10.0 ** (-0.4 * magzpsci)
+        diff_flux = np.where(is_detection, sign * 10.0 ** (-0.4 * magpsf), forced * forced_scale)
+        # Errors in "mag x flux" units (sigma_flux * 1.0857), as for magnitudes: the 1.0857s cancel below.
+        diff_sigma = np.where(
+            is_detection, sigmapsf * np.abs(diff_flux), MAG_PER_LN_FLUX * forced_err * forced_scale
+        )
+        diff_error_ok = np.where(is_detection, sigmapsf > 0, forced_err > 0)
+        dc_flux = ref_flux + diff_flux
+        mag = -2.5 * np.log10(dc_flux)
+        magerr = np.hypot(diff_sigma, sigmagnr * ref_flux) / dc_flux
+        no_reference = ~(magnr >= 0) | (distnr < 0) | (distnr > ZTF_MAX_DISTNR_PIX)
+        failed_forced = np.array([s is not None and str(s).strip() != "0" for s in columns["procstatus"]])
         keep, dropped = apply_cuts(
             [
-                ("upper_limit", np.array([m is None for m in columns["magpsf"]])),
-                (
-                    "non_finite",
-                    ~np.isfinite(np.stack([jd, magpsf, sigmapsf, magnr, sigmagnr, sign])).all(axis=0),
-                ),
-                ("bad_error", (sigmapsf <= 0) | (sigmagnr < 0)),
+                ("upper_limit", ~(is_detection | is_forced)),
+                ("flagged", is_forced & failed_forced),  # before no_total_flux: failures carry -99999s
+                ("no_total_flux", no_reference),
                 (
                     "flagged",
-                    np.array([b == "?" for b in bands])
-                    | (distnr > ZTF_MAX_DISTNR_PIX)
-                    | (nbad > ZTF_MAX_NBAD)
-                    | (rb < ZTF_MIN_RB),
+                    np.array([b == "?" for b in bands]) | (nbad > ZTF_MAX_NBAD) | (rb < ZTF_MIN_RB),
                 ),
+                ("non_finite", ~np.isfinite(np.stack([jd, diff_flux, diff_sigma, sigmagnr])).all(axis=0)),
+                ("bad_error", ~diff_error_ok | (sigmagnr < 0)),
                 ("non_positive_flux", ~(dc_flux > 0)),
                 ("non_finite", ~(np.isfinite(mag) & np.isfinite(magerr))),
                 ("bad_error", ~(magerr > 0)),
             ],
-            n,
+            len(points),
         )
-    mjd = jd - MJD_OFFSET
+    measured = is_detection | is_forced
     return assemble_alert(
-        "ztf", object_id, alert_id, mjd, mag, magerr, bands, keep, dropped, f"ZTF alert {alert_id}"
+        "ztf",
+        object_id,
+        alert_id,
+        jd - MJD_OFFSET,
+        mag,
+        magerr,
+        bands,
+        keep,
+        dropped,
+        f"ZTF alert {alert_id}",
+        unusable_reason(measured, measured & no_reference, "no_reference_source"),
     )
 
 

@@ -24,6 +24,20 @@ TOPIC = "ztf-alerts"
 N_PARTITIONS = 3
 
 
+# Share of each skip reason among skipped alerts: mostly the trigger's, some valid-but-unusable alerts.
+SKIP_MIX = {
+    "too_few_points": 0.3,
+    "not_enough_new_points": 0.25,
+    "too_soon": 0.1,
+    "non_periodic": 0.15,
+    "no_window": 0.05,
+    "upper_limits_only": 0.05,
+    "no_reference_source": 0.05,
+    "no_total_flux": 0.05,
+}
+assert set(SKIP_MIX) <= set(SKIP_REASONS)
+
+
 def drive_batch(metrics: Metrics, rng: np.random.Generator, first: bool) -> None:
     """One consumed batch worth of metric updates."""
     n_alerts = int(rng.poisson(40)) + 1
@@ -36,8 +50,8 @@ def drive_batch(metrics: Metrics, rng: np.random.Generator, first: bool) -> None
     if n_dead:
         metrics.alerts_dead_lettered.labels(reason="schema_invalid").inc(n_dead)
     remaining = n_alerts - n_dead
-    skipped = rng.multinomial(int(rng.binomial(remaining, 0.4)), [0.35, 0.25, 0.15, 0.2, 0.05])
-    for reason, count in zip(SKIP_REASONS, skipped, strict=True):
+    skipped = rng.multinomial(int(rng.binomial(remaining, 0.4)), list(SKIP_MIX.values()))
+    for reason, count in zip(SKIP_MIX, skipped, strict=True):
         metrics.alerts_skipped.labels(reason=reason).inc(int(count))
     n_annotated = remaining - int(skipped.sum())
     for reason, count in (("upper_limit", rng.poisson(20)), ("non_finite", rng.poisson(1))):

@@ -5,6 +5,7 @@ import pytest
 
 from broker.classify import Snapshot, classify_snapshots
 from broker.config import InferenceConfig
+from broker.outcomes import Annotated, Skipped
 from broker.runtime import InferenceRuntime
 from models.lightcurve import LightCurve
 
@@ -31,7 +32,8 @@ def test_one_outcome_per_snapshot_in_order(runtime):
         Snapshot("p2", sinusoid(120, 3.3, seed=1)),
     ]
     out = classify_snapshots(snaps, runtime)
-    assert [o.skip_reason for o in out] == [None, "non_periodic", "no_window", None]
+    assert [type(o) for o in out] == [Annotated, Skipped, Skipped, Annotated]
+    assert [out[1].reason, out[2].reason] == ["non_periodic", "no_window"]
     for o, period, windows in ((out[0], 0.613, 2), (out[3], 3.3, 1)):
         assert o.period.period_days == pytest.approx(period, rel=0.01)
         c = o.classification
@@ -46,7 +48,7 @@ def test_insignificant_periods_are_skipped(runtime):
     t = np.sort(rng.uniform(0, 400, 80))
     noise = LightCurve.from_arrays(t, 15 + rng.normal(0, 0.05, 80), np.full(80, 0.05), "g")
     (out,) = classify_snapshots([Snapshot("n", noise)], runtime, max_false_alarm_probability=1e-6)
-    assert out.skip_reason == "non_periodic" and out.period.false_alarm_probability > 1e-6
+    assert out == Skipped("non_periodic", out.period) and out.period.false_alarm_probability > 1e-6
 
 
 def test_windows_of_an_object_are_averaged(runtime):

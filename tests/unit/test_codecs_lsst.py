@@ -22,11 +22,12 @@ from broker.codecs import (
     decode_lsst,
     encode_lsst,
     lsst_object_id,
+    lsst_record_to_alert,
     point_id,
     write_schema_folder,
 )
 from broker.codecs.resolver import official_schema_files, wire_header
-from broker.errors import DecodeError
+from broker.errors import DecodeError, UnusableAlert
 from models.lightcurve import LightCurve
 
 OFFICIAL = official_schema_files()
@@ -112,16 +113,34 @@ def official_sample(schema_id: int) -> dict:
 
 @pytest.mark.parametrize("schema_id", sorted(OFFICIAL))
 def test_official_sample_alert_of_every_installed_version(schema_id):
-    """The package's sample alerts carry psfFlux only (scienceFlux null): no total magnitude in them."""
-    payload = encode_lsst(official_sample(schema_id), schema_id)
+    """The package's sample alerts carry psfFlux only (no scienceFlux field, or null): a valid alert with
+    no total flux is skipped as no_total_flux (never dead-lettered), each of its points counted."""
+    sample = official_sample(schema_id)
+    n_points = 1 + len(sample.get("prvDiaSources") or ()) + len(sample.get("prvDiaForcedSources") or ())
+    payload = encode_lsst(sample, schema_id)
     container = (OFFICIAL[schema_id].parent / "sample_data" / "fakeAlert.avro").read_bytes()
     for message in (payload, container):
-        with pytest.raises(DecodeError) as err:
+        with pytest.raises(UnusableAlert) as err:
             decode(message)
-        if schema_id in WITHOUT_TOTAL_FLUX:
-            assert err.value.reason == "missing_field" and "scienceFlux" in str(err.value)
-        else:
-            assert err.value.reason == "no_detections" and "non_finite" in str(err.value)
+        assert err.value.reason == "no_total_flux"
+    assert err.value.dropped["no_total_flux"] >= 1
+    with pytest.raises(UnusableAlert) as err:
+        decode(payload)
+    assert err.value.dropped == {"no_total_flux": n_points}
+
+
+def test_a_7x_difference_flux_only_alert_round_trips_to_a_counted_skip():
+    """An LSST 7.x alert built field by field (psfFlux = difference flux only) through the wire format."""
+    resolver = builtin_resolver()
+    sample = official_sample(701)
+    record = lsst_record_to_alert  # the decoder, applied to what the wire format gives back
+    payload = encode_lsst(sample, 701)
+    body = fastavro.schemaless_reader(io.BytesIO(payload[5:]), resolver.schema(701), None)
+    assert body["diaSource"]["psfFlux"] == sample["diaSource"]["psfFlux"]  # the round trip kept it
+    assert "scienceFlux" not in body["diaSource"]
+    with pytest.raises(UnusableAlert) as err:
+        record(body)
+    assert err.value.reason == "no_total_flux"
 
 
 @pytest.mark.parametrize("schema_id", sorted(set(OFFICIAL) - WITHOUT_TOTAL_FLUX))
@@ -150,7 +169,7 @@ def test_official_sample_alert_with_total_fluxes_decodes(schema_id):
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({"scienceFlux": None}, "non_finite"),
+        ({"scienceFlux": None}, "no_total_flux"),
         ({"scienceFlux": float("nan")}, "non_finite"),
         ({"scienceFluxErr": float("inf")}, "non_finite"),
         ({"band": None}, "non_finite"),
@@ -172,10 +191,34 @@ def test_bad_history_points_are_dropped_and_counted(fields, reason):
     assert decoded.n_points == n_history
 
 
-def test_all_points_bad_gives_no_detections():
+def test_all_points_bad_is_skipped_as_no_usable_points():
     alert = build_lsst_alert("9", 99, periodic_lightcurve(n=1), 0)
     alert["diaSource"]["scienceFlux"] = -1.0
-    assert reason_of(encode_lsst(alert)) == "no_detections"
+    with pytest.raises(UnusableAlert) as err:
+        decode(encode_lsst(alert))
+    assert err.value.reason == "no_usable_points" and err.value.dropped == {"non_positive_flux": 1}
+
+
+def test_a_solar_system_alert_is_skipped():
+    alert = build_lsst_alert("9", 99, periodic_lightcurve(n=5), 4)
+    alert["diaSource"] |= {"diaObjectId": None, "ssObjectId": 1234}
+    alert["diaObject"] = None
+    with pytest.raises(UnusableAlert) as err:
+        lsst_record_to_alert(alert)
+    assert err.value.reason == "solar_system_source"
+
+
+def test_prv_dia_forced_sources_with_a_science_flux_join_the_light_curve():
+    alert = build_lsst_alert("9", 99, periodic_lightcurve(n=5), 4)
+    forced = [
+        {"midpointMjdTai": 58000.0 + k, "band": "g", "scienceFlux": 2000.0, "scienceFluxErr": 20.0}
+        for k in range(3)
+    ]
+    difference_only = {"midpointMjdTai": 57000.0, "band": "g", "psfFlux": 50.0, "psfFluxErr": 5.0}
+    decoded = lsst_record_to_alert(alert | {"prvDiaForcedSources": [*forced, difference_only]})
+    n_sources = 1 + len(alert["prvDiaSources"] or ())
+    assert decoded.n_points == n_sources + 3 and decoded.dropped == {"no_total_flux": 1}
+    np.testing.assert_allclose(decoded.lightcurve.mag[:3], 31.4 - 2.5 * math.log10(2000.0))
 
 
 def test_each_kind_of_bad_message_gets_its_dead_letter_reason():
@@ -196,7 +239,7 @@ def test_a_schema_valid_alert_without_an_object_is_missing_field():
     assert reason_of(encode_lsst(alert)) == "missing_field"
 
 
-def test_a_schema_without_total_flux_is_missing_field():
+def test_a_schema_without_total_flux_is_skipped_as_no_total_flux():
     raw = json.loads(schemas.path("lsst_alert").read_text())
     source = next(f for f in raw["fields"] if f["name"] == "diaSource")["type"]
     source["fields"] = [f for f in source["fields"] if f["name"] not in ("scienceFlux", "scienceFluxErr")]
@@ -206,9 +249,9 @@ def test_a_schema_without_total_flux_is_missing_field():
     fastavro.schemaless_writer(
         body, resolver.schema(4242), build_lsst_alert("9", 99, periodic_lightcurve(n=5), 4)
     )
-    with pytest.raises(DecodeError) as err:
+    with pytest.raises(UnusableAlert) as err:
         decode_lsst(wire_header(4242) + body.getvalue(), resolver)
-    assert err.value.reason == "missing_field" and "scienceFlux" in str(err.value)
+    assert err.value.reason == "no_total_flux" and set(err.value.dropped) == {"no_total_flux"}
 
 
 def test_write_schema_folder_lets_a_plain_folder_resolver_decode(tmp_path):

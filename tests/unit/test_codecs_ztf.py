@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import schemas
-from broker.codecs import build_ztf_alert, decode, decode_ztf, encode_ztf, point_id
+from broker.alerts import UNUSABLE_REASONS
+from broker.codecs import build_ztf_alert, decode, decode_ztf, encode_ztf, point_id, ztf_record_to_alert
 from broker.codecs.container import parse_schema_json
-from broker.errors import DecodeError
+from broker.errors import DecodeError, UnusableAlert
 from broker.metrics import DEAD_LETTER_REASONS
 from models.lightcurve import LightCurve
 from tests.unit.test_schemas import official_ztf_schema
@@ -123,12 +124,12 @@ def test_decodes_an_alert_written_with_the_official_v4_02_schema():
     [
         ({"magpsf": None, "sigmapsf": None}, "upper_limit"),
         ({"magpsf": float("nan")}, "non_finite"),
-        ({"magnr": None}, "non_finite"),
+        ({"magnr": None}, "no_total_flux"),  # no reference source: no total magnitude
         ({"isdiffpos": None}, "non_finite"),
         ({"sigmapsf": 0.0}, "bad_error"),
         ({"sigmapsf": -0.1}, "bad_error"),
         ({"sigmagnr": -0.1}, "bad_error"),
-        ({"distnr": 3.0}, "flagged"),
+        ({"distnr": 3.0}, "no_total_flux"),  # the nearest reference source is another star
         ({"nbad": 2}, "flagged"),
         ({"rb": 0.2}, "flagged"),
         ({"fid": 4}, "flagged"),
@@ -156,10 +157,20 @@ def test_a_history_copy_of_the_candidate_counts_once_and_the_candidate_wins():
     assert decoded.lightcurve.mag[-1] == pytest.approx(lc.mag[39], abs=1e-5)
 
 
-def test_only_bad_points_give_no_detections():
-    with pytest.raises(DecodeError) as err:
-        decode_ztf(encode_ztf(one_point_alert(rb=0.1)))
-    assert err.value.reason == "no_detections"
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"rb": 0.1}, "no_usable_points"),
+        ({"magnr": None, "sigmagnr": None}, "no_reference_source"),
+        ({"distnr": 4.0}, "no_reference_source"),
+        ({"magpsf": None, "sigmapsf": None}, "upper_limits_only"),
+    ],
+)
+def test_a_valid_alert_with_nothing_usable_is_skipped_not_dead_lettered(fields, reason):
+    with pytest.raises(UnusableAlert) as err:
+        ztf_record_to_alert(one_point_alert(**fields))  # the record as fastavro gives it back
+    assert err.value.reason == reason and reason in UNUSABLE_REASONS
+    assert not isinstance(err.value, DecodeError) and sum(err.value.dropped.values()) == 1
 
 
 def test_the_candidate_may_fail_the_cuts_while_its_history_survives():
@@ -199,14 +210,23 @@ def test_a_header_schema_that_does_not_parse_is_schema_invalid():
     assert reason_of(broken) == "schema_invalid"
 
 
-def test_a_schema_valid_alert_without_a_needed_field_is_missing_field():
+def test_a_record_without_a_candidate_is_missing_field():
+    raw = json.loads(schemas.path("ztf_alert").read_text())
+    raw["fields"] = raw["fields"][:4]  # schemavsn, publisher, objectId, candid: no candidate
+    alert = build_ztf_alert("o", 5, periodic_lightcurve(n=5), 4)
+    assert reason_of(write_container(alert, fastavro.parse_schema(raw))) == "missing_field"
+
+
+def test_an_older_schema_without_reference_fields_is_skipped_as_no_reference_source():
     raw = json.loads(schemas.path("ztf_alert").read_text())
     candidate = raw["fields"][4]["type"]
     candidate["fields"] = [f for f in candidate["fields"] if f["name"] not in ("magnr", "sigmagnr")]
     raw["fields"] = raw["fields"][:5]  # no prv_candidates either
     alert = build_ztf_alert("o", 5, periodic_lightcurve(n=5), 4)
     del alert["prv_candidates"]
-    assert reason_of(write_container(alert, fastavro.parse_schema(raw))) == "missing_field"
+    with pytest.raises(UnusableAlert) as err:
+        decode(write_container(alert, fastavro.parse_schema(raw)))
+    assert err.value.reason == "no_reference_source"
 
 
 def test_the_writer_schema_is_parsed_once_per_distinct_header():

@@ -33,7 +33,7 @@ def test_a_skipped_search_counts_as_a_miss():
         {"class": "B", "period_days": 4.0, "catalogue_period_days": "", "skip_reason": ""},
     ]
     summary = summarise(rows)
-    assert summary["n"] == 4 and summary["n_searched"] == 3 and summary["skipped"] == {"too_few": 1}
+    assert summary["n"] == 4 and summary["n_searched"] == 3 and summary["skipped"] == {"too_few_points": 1}
     assert summary["n_with_catalogue_period"] == 3
     assert summary["within_1pct"] == pytest.approx(1 / 3)
     assert summary["within_1pct_or_alias"] == pytest.approx(2 / 3)
