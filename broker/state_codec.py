@@ -139,7 +139,7 @@ def encode_state(obj: StoredObject) -> bytes:
             obj.n_classifications,
             mjd,
             len(obj.bands),
-        ),  # fmt: skip
+        ),
     ]
     for name in obj.bands:
         raw = name.encode()
@@ -153,7 +153,7 @@ def decode_state(data: bytes) -> StoredObject:
     """Inverse of encode_state; raises StateDecodeError for other magic bytes or versions."""
     if len(data) < _HEADER.size or data[:2] != MAGIC:
         raise StateDecodeError(f"not a varstream object state (starts {bytes(data[:4])!r})")
-    magic, version, _flags, n, c_n, n_cls, c_mjd, n_bands = _HEADER.unpack_from(data)
+    _magic, version, _flags, n, c_n, n_cls, c_mjd, n_bands = _HEADER.unpack_from(data)
     if version != VERSION:
         raise StateDecodeError(f"object state version {version} is not readable (this code reads {VERSION})")
     pos = _HEADER.size

@@ -163,7 +163,7 @@ def test_changelog_records_restore_an_identical_partition(tmp_path):
     txn.commit()
     txn = src.begin()
     txn.merge("c", lc([6.0]))
-    log += txn.prepare() + [("b", None)]  # b evicted later: a tombstone
+    log += [*txn.prepare(), ("b", None)]  # b evicted later: a tombstone
     txn.commit()
     dst = StorePartition(tmp_path / "restored.sqlite", src.config)
     assert dst.apply_changelog(log, next_offset=len(log)) == len(log)
