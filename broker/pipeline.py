@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,20 +19,25 @@ from pathlib import Path
 
 from broker.alerts import Alert
 from broker.annotation import build_annotation
+from broker.changelog import ChangelogReset, ensure_changelog_topics, read_partition
 from broker.classify import Outcome, Snapshot, classify_snapshots, timed
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
 from broker.errors import DecodeError
 from broker.health import Health
-from broker.kafka_io import InputMessage, KafkaIO, check_reachable
+from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
 from broker.metrics import Metrics
 from broker.runtime import InferenceRuntime
-from broker.store import LightCurveStore
+from broker.store import NO_OFFSET, LightCurveStore, PartitionTransaction
 from broker.trigger import decide
 
 log = logging.getLogger(__name__)
 
 LATENCY_RESERVOIR = 1_000_000  # end-to-end latencies kept for the run summary
+# Fault injection for tests: exit abruptly on the N-th batch after its offsets are committed and before
+# the store is (the crash window the changelog repairs).
+FAULT_ENV = "VARSTREAM_FAULT_CRASH_BEFORE_STORE_COMMIT"
+FAULT_EXIT_CODE = 75
 
 
 @dataclass
@@ -93,6 +99,14 @@ class Pipeline:
         check_reachable(config.kafka)  # before loading models: a wrong address should fail in seconds
         self.runtime = runtime or InferenceRuntime(config.inference)
         self.store = LightCurveStore(config.store)
+        # input topic -> its compacted changelog topic (empty: store.changelog = false, local state only)
+        self.changelogs = (
+            ensure_changelog_topics(config.kafka, config.store) if config.store.changelog else {}
+        )
+        self._txns: dict[tuple[str, int], PartitionTransaction] = {}
+        self._io: KafkaIO | None = None
+        fault = os.environ.get(FAULT_ENV, "")
+        self._crash_at_batch = int(fault) if fault.strip() else 0
         self.resolver = SchemaResolver(
             registry_url=config.kafka.schema_registry_url or None,
             folders=[Path(d) for d in config.kafka.schema_dirs],
@@ -111,7 +125,13 @@ class Pipeline:
         self.health.stopping()
 
     def run(self) -> RunSummary:
-        io = KafkaIO(self.config.kafka, on_lag=self._lag, on_assignment_change=self._assignment_changed)
+        io = KafkaIO(
+            self.config.kafka,
+            on_lag=self._lag,
+            on_assignment_change=self._assignment_changed,
+            on_connectivity=lambda up: self.metrics.kafka_broker_up.set(1 if up else 0),
+        )
+        self._io = io
         idle_since = time.monotonic()
         self.health.running()
         try:
@@ -163,7 +183,14 @@ class Pipeline:
                 )
                 io.produce(self.config.kafka.output_topic, p.alert.object_id, encode_annotation(record))
         with self._timer("commit"):
-            io.commit(batch, self._flush_store)
+            try:
+                io.commit(batch, lambda: self._flush_store(batch), lambda: self._produce_changelog(io))
+            except BaseException:
+                for txn in self._txns.values():
+                    txn.rollback()
+                raise
+            finally:
+                self._txns.clear()
         self._account(pending, annotated)
 
     def _decode(self, p: _Pending, io: KafkaIO) -> None:
@@ -181,15 +208,23 @@ class Pipeline:
         for reason, n in p.alert.dropped.items():
             self.metrics.points_dropped.labels(reason=reason).inc(n)
 
+    def _txn(self, topic: str, partition: int) -> PartitionTransaction:
+        """This batch's transaction on the store partition of an input partition."""
+        key = (topic, partition)
+        if key not in self._txns:
+            self._txns[key] = self.store.open(topic, partition).begin()
+        return self._txns[key]
+
     def _store_and_trigger(self, p: _Pending) -> None:
         alert = p.alert
-        state = self.store.merge(alert.object_id, alert.lightcurve)
+        txn = self._txn(p.msg.topic, p.msg.partition)
+        state = txn.merge(alert.object_id, alert.lightcurve)
         decision = decide(state, alert.mjd, self.config.trigger)
         if not decision.classify:
             p.outcome = Outcome(skip_reason=decision.reason)
             return
-        p.snapshot = Snapshot(alert.object_id, self.store.lightcurve(alert.object_id))
-        self.store.mark_classified(alert.object_id, state.n_points, alert.mjd)
+        p.snapshot = Snapshot(alert.object_id, txn.lightcurve(alert.object_id))
+        txn.mark_classified(alert.object_id, state.n_points, alert.mjd)
 
     def _classify(self, todo: list[_Pending], io: KafkaIO) -> None:
         if not todo:
@@ -233,12 +268,39 @@ class Pipeline:
         io.dead_letter(p.msg, reason, message)
         p.outcome = Outcome(skip_reason=f"dead_letter:{reason}")
 
-    def _flush_store(self) -> None:
-        """Step 4 of the commit (timed with it): bounds, then the store's transaction."""
-        evicted = self.store.evict()
+    def _produce_changelog(self, io: KafkaIO) -> None:
+        """Write each partition's batch into SQLite (uncommitted), apply the bounds, and send the changed
+        objects' states and the evicted objects' tombstones to the changelog (before the commit's flush)."""
+        evicted = 0
+        for (topic, partition), txn in self._txns.items():
+            records = txn.prepare()
+            evicted += len(txn.evicted)
+            changelog = self.changelogs.get(topic)
+            if changelog is None:
+                continue
+            for object_id, value in records:
+                io.produce_changelog(changelog, partition, object_id, value)
+                self.metrics.changelog_records.labels(
+                    kind="state" if value is not None else "tombstone"
+                ).inc()
+                if value is not None:
+                    self.metrics.changelog_bytes.inc(len(value))
         if evicted:
             log.info("evicted %d objects from the store", evicted)
-        self.store.commit()
+
+    def _flush_store(self, batch: list[InputMessage]) -> None:
+        """Step 4 of the commit (timed with it): each store partition commits with the offsets it reflects."""
+        if self._crash_at_batch and self.summary.batches + 1 == self._crash_at_batch:
+            log.error("%s: exiting between the offset commit and the store commit", FAULT_ENV)
+            logging.shutdown()
+            os._exit(FAULT_EXIT_CODE)
+        for tp in next_offsets(batch):
+            txn = self._txn(tp.topic, tp.partition)  # also partitions without stored alerts this batch
+            changelog = self.changelogs.get(tp.topic)
+            applied = (
+                self._io.changelog_next_offset(changelog, tp.partition) if changelog and self._io else None
+            )
+            txn.commit(input_offset=tp.offset, changelog_offset=applied)
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _account(self, pending: list[_Pending], annotated: list[_Pending]) -> None:
@@ -280,6 +342,7 @@ class Pipeline:
         if annotated:
             m.last_annotation_timestamp.set(now)
         m.store_objects.set(self.store.count())
+        m.store_bytes.set(self.store.size_bytes())
 
     def _lag(self, topic: str, partition: int, lag: int) -> None:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
@@ -287,8 +350,12 @@ class Pipeline:
     def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
         if assigned:
             self._assigned.update(partitions)
+            self._restore(partitions)
         else:
             self._assigned.difference_update(partitions)
+            for topic, partition in partitions:  # batches commit before the next poll: nothing in flight
+                self.store.close_partition(topic, partition)
+            self.metrics.store_objects.set(self.store.count())
         self.health.assigned(len(self._assigned))
         for topic, partition in partitions:
             if assigned:
@@ -296,6 +363,69 @@ class Pipeline:
             else:
                 with contextlib.suppress(KeyError):  # never reported: nothing to remove
                     self.metrics.consumer_lag.remove(topic, str(partition))
+
+    def _restore(self, partitions: list[tuple[str, int]]) -> None:
+        """Bring each newly assigned store partition up to its changelog's end before its input is read:
+        from the applied changelog offset when the local file has one, else from the beginning. A partition
+        behind the committed input offset (a crash between the offset and store commits) is repaired so."""
+        if not partitions:
+            return
+        committed = self._io.committed(partitions) if self._io else {}
+        todo = [tp for tp in partitions if tp[0] in self.changelogs]
+        self.metrics.store_restoring_partitions.set(len(todo))
+        self.health.restoring(len(todo))
+        try:
+            for n, (topic, partition) in enumerate(todo):
+                self._restore_one(topic, partition, committed.get((topic, partition), -1))
+                self.metrics.store_restoring_partitions.set(len(todo) - n - 1)
+                self.health.restoring(len(todo) - n - 1)
+                self._beat()
+        finally:
+            self.metrics.store_restoring_partitions.set(0)
+            self.health.restoring(0)
+        for topic, partition in partitions:
+            self.store.open(topic, partition)  # local-only partitions (no changelog) open here
+        self.metrics.store_objects.set(self.store.count())
+        self.metrics.store_bytes.set(self.store.size_bytes())
+
+    def _restore_one(self, topic: str, partition: int, committed: int) -> None:
+        part = self.store.open(topic, partition)
+        changelog = self.changelogs[topic]
+        behind = part.input_offset != NO_OFFSET and 0 <= part.input_offset < committed
+        if behind:
+            log.warning(
+                "store partition %s[%d] is behind the committed input offset (%d < %d): repairing it from %s",
+                topic, partition, part.input_offset, committed, changelog,
+            )  # fmt: skip
+            self.metrics.store_repairs.inc()
+        started = time.monotonic()
+
+        def apply(records: list[tuple[str, bytes | None]], next_offset: int) -> None:
+            part.apply_changelog(records, next_offset)
+            self.metrics.store_restore_records.inc(len(records))
+            self._beat()
+
+        def read(start: int) -> int:
+            return read_partition(
+                self.config.kafka.bootstrap_servers, changelog, partition, start, apply,
+                read_committed=self._io is not None and self._io.exactly_once,
+                timeout_s=self.config.store.restore_timeout_s,
+            )  # fmt: skip
+
+        start = max(part.changelog_offset, 0)
+        try:
+            n = read(start)
+        except ChangelogReset as exc:
+            log.warning("%s: the local store partition is discarded and rebuilt from the beginning", exc)
+            part.wipe()
+            n = read(0)
+        part.set_offsets(input_offset=committed if committed >= 0 else None)
+        seconds = time.monotonic() - started
+        self.metrics.store_restore_seconds.observe(seconds)
+        log.info(
+            "store partition %s[%d] restored from %s offset %d: %d records in %.2f s, %d objects",
+            topic, partition, changelog, start, n, seconds, part.count(),
+        )  # fmt: skip
 
     def write_summary(self) -> None:
         path = self.config.run.summary_path
