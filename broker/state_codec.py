@@ -86,16 +86,7 @@ class StoredObject:
         """
         if not len(lc):
             return self, 0
-        bands = list(self.bands)
-        names = [str(b) for b in lc.band]
-        lookup = {b: i for i, b in enumerate(bands)}
-        for name in dict.fromkeys(names):
-            if name not in lookup:
-                lookup[name] = len(bands)
-                bands.append(name)
-        if len(bands) > MAX_BANDS:
-            raise ValueError(f"an object may have at most {MAX_BANDS} bands, got {len(bands)}")
-        idx = np.fromiter((lookup[b] for b in names), np.uint8, len(names))
+        bands, idx = _band_indices(self.bands, lc.band)
         t_ms = np.round(np.asarray(lc.mjd, np.float64) * MS_PER_DAY).astype(np.int64)
         keys = t_ms * MAX_BANDS + idx
         watermarks = np.concatenate([self.watermarks, np.full(len(bands) - len(self.bands), -1, np.int64)])
@@ -124,6 +115,22 @@ class StoredObject:
         merged = StoredObject(*cat, tuple(bands), all_keys, watermarks, self.classified_n_points,
                               self.classified_mjd, self.n_classifications)  # fmt: skip
         return merged, len(add_keys)
+
+
+def _band_indices(known: tuple[str, ...], band: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Band names (known first, then new ones) and each point's index: one vectorised pass per band."""
+    bands = list(known)
+    idx = np.full(len(band), -1, np.int16)
+    for i, name in enumerate(bands):
+        idx[band == name] = i
+    missing = idx < 0
+    if missing.any():
+        for name in dict.fromkeys(str(b) for b in band[missing]):
+            idx[band == name] = len(bands)
+            bands.append(name)
+        if len(bands) > MAX_BANDS:
+            raise ValueError(f"an object may have at most {MAX_BANDS} bands, got {len(bands)}")
+    return bands, idx.astype(np.uint8)
 
 
 def encode_state(obj: StoredObject) -> bytes:
