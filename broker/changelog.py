@@ -128,7 +128,7 @@ def read_partition(
         position = start
         while position < high:
             chunk: list[tuple[str, bytes | None]] = []
-            for msg in consumer.consume(READ_CHUNK, 0.5):
+            for msg in consumer.consume(READ_CHUNK, 0.1):
                 err = msg.error()
                 if err is not None:
                     if err.code() != KafkaError._PARTITION_EOF:

@@ -186,9 +186,10 @@ class Metrics:
             buckets=RESTORE_BUCKETS,
             registry=registry,
         )
-        self.store_repairs = Counter(
-            "store_repairs",
-            "Store partitions found behind the committed input offset at assignment and repaired",
+        self.store_behind = Counter(
+            "store_behind",
+            "Store partitions found behind the committed input offset at assignment (moved back from another "
+            "instance, or a crash between the offset and store commits) and brought up to date",
             namespace=ns,
             registry=registry,
         )
