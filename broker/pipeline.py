@@ -19,7 +19,7 @@ from pathlib import Path
 
 from broker.alerts import Alert
 from broker.annotation import build_annotation
-from broker.changelog import ChangelogReset, ensure_changelog_topics, read_partition
+from broker.changelog import ensure_changelog_topics
 from broker.classify import Outcome, Snapshot, classify_snapshots, timed
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
@@ -27,8 +27,9 @@ from broker.errors import DecodeError
 from broker.health import Health
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
 from broker.metrics import Metrics
+from broker.restore import Restorer
 from broker.runtime import InferenceRuntime
-from broker.store import NO_OFFSET, LightCurveStore, PartitionTransaction
+from broker.store import LightCurveStore, PartitionTransaction
 from broker.trigger import decide
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Pipeline:
             ensure_changelog_topics(config.kafka, config.store) if config.store.changelog else {}
         )
         self._txns: dict[tuple[str, int], PartitionTransaction] = {}
+        self.restorer = Restorer(self.store, self.changelogs, config, metrics, self.health, self._beat)
         self._io: KafkaIO | None = None
         fault = os.environ.get(FAULT_ENV, "")
         self._crash_at_batch = int(fault) if fault.strip() else 0
@@ -350,7 +352,8 @@ class Pipeline:
     def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
         if assigned:
             self._assigned.update(partitions)
-            self._restore(partitions)
+            if self._io is not None:
+                self.restorer.restore(partitions, self._io.committed(partitions), self._io.exactly_once)
         else:
             self._assigned.difference_update(partitions)
             for topic, partition in partitions:  # batches commit before the next poll: nothing in flight
@@ -363,69 +366,6 @@ class Pipeline:
             else:
                 with contextlib.suppress(KeyError):  # never reported: nothing to remove
                     self.metrics.consumer_lag.remove(topic, str(partition))
-
-    def _restore(self, partitions: list[tuple[str, int]]) -> None:
-        """Bring each newly assigned store partition up to its changelog's end before its input is read:
-        from the applied changelog offset when the local file has one, else from the beginning. A partition
-        behind the committed input offset (a crash between the offset and store commits) is repaired so."""
-        if not partitions:
-            return
-        committed = self._io.committed(partitions) if self._io else {}
-        todo = [tp for tp in partitions if tp[0] in self.changelogs]
-        self.metrics.store_restoring_partitions.set(len(todo))
-        self.health.restoring(len(todo))
-        try:
-            for n, (topic, partition) in enumerate(todo):
-                self._restore_one(topic, partition, committed.get((topic, partition), -1))
-                self.metrics.store_restoring_partitions.set(len(todo) - n - 1)
-                self.health.restoring(len(todo) - n - 1)
-                self._beat()
-        finally:
-            self.metrics.store_restoring_partitions.set(0)
-            self.health.restoring(0)
-        for topic, partition in partitions:
-            self.store.open(topic, partition)  # local-only partitions (no changelog) open here
-        self.metrics.store_objects.set(self.store.count())
-        self.metrics.store_bytes.set(self.store.size_bytes())
-
-    def _restore_one(self, topic: str, partition: int, committed: int) -> None:
-        part = self.store.open(topic, partition)
-        changelog = self.changelogs[topic]
-        behind = part.input_offset != NO_OFFSET and 0 <= part.input_offset < committed
-        if behind:  # another owner processed it since, or a crash came between the offset and store commits
-            log.warning(
-                "store partition %s[%d] is behind the committed input offset (%d < %d): catching up from %s",
-                topic, partition, part.input_offset, committed, changelog,
-            )  # fmt: skip
-            self.metrics.store_behind.inc()
-        started = time.monotonic()
-
-        def apply(records: list[tuple[str, bytes | None]], next_offset: int) -> None:
-            part.apply_changelog(records, next_offset)
-            self.metrics.store_restore_records.inc(len(records))
-            self._beat()
-
-        def read(start: int) -> int:
-            return read_partition(
-                self.config.kafka.bootstrap_servers, changelog, partition, start, apply,
-                read_committed=self._io is not None and self._io.exactly_once,
-                timeout_s=self.config.store.restore_timeout_s,
-            )  # fmt: skip
-
-        start = max(part.changelog_offset, 0)
-        try:
-            n = read(start)
-        except ChangelogReset as exc:
-            log.warning("%s: the local store partition is discarded and rebuilt from the beginning", exc)
-            part.wipe()
-            n = read(0)
-        part.set_offsets(input_offset=committed if committed >= 0 else None)
-        seconds = time.monotonic() - started
-        self.metrics.store_restore_seconds.observe(seconds)
-        log.info(
-            "store partition %s[%d] restored from %s offset %d: %d records in %.2f s, %d objects",
-            topic, partition, changelog, start, n, seconds, part.count(),
-        )  # fmt: skip
 
     def write_summary(self) -> None:
         path = self.config.run.summary_path
