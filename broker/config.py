@@ -53,12 +53,17 @@ class DecodeConfig:
 
 @dataclass
 class StoreConfig:
-    """The per-object light-curve store (embedded SQLite)."""
+    """The per-object light-curve store: one SQLite file per input partition, backed by a changelog."""
 
-    path: str = "varstream-lightcurves.sqlite"
-    max_objects: int = 1_000_000  # least recently updated objects are evicted beyond this
+    path: str = "varstream-lightcurves.sqlite"  # partition files: <stem>.<topic>.<partition>.sqlite beside it
+    max_objects: int = 1_000_000  # per partition; least recently updated objects are evicted beyond this
     max_points_per_object: int = 2_000  # oldest points are dropped beyond this
     max_idle_days: float = 0.0  # evict objects without a detection for this long (0 = never)
+    cache_objects: int = 10_000  # decoded objects kept in memory per partition (write-through LRU)
+    changelog: bool = True  # mirror the store to a compacted changelog topic and restore from it
+    changelog_topic: str = ""  # default <group_id>-lightcurves-changelog (<group_id>-<topic>-... if several)
+    changelog_replication_factor: int = -1  # -1: the brokers' default.replication.factor
+    restore_timeout_s: float = 120.0  # a restore that makes no progress this long fails
 
 
 @dataclass
@@ -126,6 +131,8 @@ class Config:
         _check(d.reconcile_every >= 1, "decode.reconcile_every", d.reconcile_every, ">= 1")
         _check(s.max_objects > 0, "store.max_objects", s.max_objects, "> 0")
         _check(s.max_points_per_object > 0, "store.max_points_per_object", s.max_points_per_object, "> 0")
+        _check(s.cache_objects > 0, "store.cache_objects", s.cache_objects, "> 0")
+        _check(s.restore_timeout_s > 0, "store.restore_timeout_s", s.restore_timeout_s, "> 0")
         _check(t.min_points >= 3, "trigger.min_points", t.min_points, ">= 3")
         _check(t.min_new_fraction >= 0, "trigger.min_new_fraction", t.min_new_fraction, ">= 0")
         _check(

@@ -2,7 +2,8 @@
 
 A live HTTP thread says nothing about a stuck consumer loop, so liveness is a heartbeat: the loop beats on
 every poll and after every pipeline stage, and /healthz fails once it has been silent for `stall_after_s`.
-Readiness means the models are loaded and the consumer is running; it drops when the process is stopping.
+Readiness means the models are loaded and the consumer is running; it drops when the process is stopping
+and while store partitions are being restored from their changelog (the instance answers nothing then).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Health:
         self._ready = False
         self._state = "starting"
         self._assigned = 0
+        self._restoring = 0
 
     def beat(self) -> None:
         with self._lock:
@@ -47,6 +49,11 @@ class Health:
         with self._lock:
             self._assigned = partitions
 
+    def restoring(self, partitions: int) -> None:
+        """How many store partitions are being restored now (not ready while > 0)."""
+        with self._lock:
+            self._restoring = partitions
+
     def report(self) -> tuple[bool, bool, dict]:
         """(live, ready, details) as of now."""
         with self._lock:
@@ -55,12 +62,13 @@ class Health:
             # Before the first beat the process is still loading: that is the startup probe's business.
             live = silent is None or silent <= self.stall_after_s
             details = {
-                "state": self._state if live else "stalled",
+                "state": ("restoring" if self._restoring else self._state) if live else "stalled",
                 "seconds_since_heartbeat": None if silent is None else round(silent, 3),
                 "stall_after_s": self.stall_after_s,
                 "assigned_partitions": self._assigned,
+                "restoring_partitions": self._restoring,
             }
-            return live, self._ready and live, details
+            return live, self._ready and live and not self._restoring, details
 
     def wsgi(self, fallback: Callable) -> Callable:
         """A WSGI app answering /healthz and /readyz itself and every other path with `fallback`."""

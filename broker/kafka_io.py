@@ -3,8 +3,9 @@ Kafka only through here (broker.offline.local_kafka, which runs the development 
 exception).
 
 The delivery guarantee is decided in one place, `KafkaIO.commit`, whose numbered steps follow the usual
-order: flush the producer → raise any saved delivery error → commit the input offsets (at-least-once) or
-send them to the transaction and commit it (exactly-once) → flush local state. A batch's offsets are only
+order: flush the producer (annotations and dead letters, then the store's changelog records) → raise any
+saved delivery error → commit the input offsets (at-least-once) or send them to the transaction and
+commit it (exactly-once) → flush local state. A batch's offsets are only
 committed after every record of that batch was acknowledged by the brokers.
 """
 
@@ -33,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from broker.config import KafkaConfig
 from broker.errors import ConfigError, DecodeError, DeliveryError, VarstreamError
+from broker.kafka_log import KafkaClientLog
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,15 @@ class KafkaIO:
         config: KafkaConfig,
         on_lag: Callable[[str, int, int], None] | None = None,
         on_assignment_change: Callable[[list[tuple[str, int]], bool], None] | None = None,
+        on_connectivity: Callable[[bool], None] | None = None,
     ) -> None:
         self.config = config
         self.exactly_once = config.delivery == "exactly-once"
         self._on_lag = on_lag
         self._on_assignment_change = on_assignment_change
         self._delivery_errors: list[str] = []
+        self._changelog_next: dict[tuple[str, int], int] = {}  # changelog partition -> next offset
+        self.client_log = KafkaClientLog(on_connectivity)
         consumer_conf = {
             "bootstrap.servers": config.bootstrap_servers,
             "group.id": config.group_id,
@@ -102,6 +107,7 @@ class KafkaIO:
             "enable.partition.eof": False,
             "statistics.interval.ms": 5000,
             "stats_cb": self._stats,
+            **self.client_log.client_config(),
             **_common(config),
             **config.consumer_config,
         }
@@ -113,6 +119,7 @@ class KafkaIO:
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "lz4",
+            **self.client_log.client_config(),
             **_common(config),
             **config.producer_config,
         }
@@ -120,6 +127,9 @@ class KafkaIO:
             producer_conf["transactional.id"] = (
                 config.transactional_id or f"varstream-{config.group_id}-{socket.gethostname()}"
             )
+            # A dead instance's open transaction holds its changelog partitions' end back until it times
+            # out; the new owner's restore waits for that (Kafka Streams uses 10 s for the same reason).
+            producer_conf.setdefault("transaction.timeout.ms", 10_000)
         self.consumer = Consumer(consumer_conf)
         self.producer = Producer(producer_conf)
         if self.exactly_once:
@@ -139,6 +149,7 @@ class KafkaIO:
                     raise KafkaException(err)
                 log.warning("consumer error (retried by the client): %s", err)
                 continue
+            self.client_log.mark(True)
             _ts_type, ts = msg.timestamp()
             batch.append(
                 InputMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), int(ts))
@@ -160,6 +171,29 @@ class KafkaIO:
                 self.producer.poll(0.1)
         self.producer.poll(0)
 
+    def produce_changelog(self, topic: str, partition: int, key: str, value: bytes | None) -> None:
+        """One object's state (None: a tombstone) to the changelog partition of its input partition."""
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value=value, key=key, partition=partition, on_delivery=self._changelog_delivered
+                )
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.producer.poll(0)
+
+    def changelog_next_offset(self, topic: str, partition: int) -> int | None:
+        """One past the highest acknowledged changelog offset of this partition (None: none yet)."""
+        return self._changelog_next.get((topic, partition))
+
+    def committed(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """The group's committed offsets (-1: none)."""
+        tps = self.consumer.committed(
+            [TopicPartition(t, p) for t, p in partitions], timeout=self.config.connect_timeout_s
+        )
+        return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1 for tp in tps}
+
     def dead_letter(self, msg: InputMessage, reason: str, message: str) -> None:
         headers = [
             (DLQ_HEADER_REASON, reason.encode()),
@@ -175,17 +209,31 @@ class KafkaIO:
         if err is not None:
             self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
 
+    def _changelog_delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._delivery_errors.append(f"{msg.topic()}: {err.str()}")
+            return
+        key = (msg.topic(), msg.partition())
+        self._changelog_next[key] = max(self._changelog_next.get(key, 0), msg.offset() + 1)
+
     # -- the one place where delivery guarantees are decided -----------------------------------------
-    def commit(self, batch: Sequence[InputMessage], flush_local_state: Callable[[], None]) -> None:
+    def commit(
+        self,
+        batch: Sequence[InputMessage],
+        flush_local_state: Callable[[], None],
+        write_changelog: Callable[[], None] | None = None,
+    ) -> None:
         """Make the batch's outputs durable, then move the input offsets past the batch, then local state."""
-        # 1. Wait until every produced record of this batch is acknowledged (or failed).
-        remaining = self.producer.flush(self.config.connect_timeout_s * 4)
+        # 1. Wait until every produced record of this batch is acknowledged (or failed). At-least-once:
+        #    annotations and dead letters first, the store's changelog records after them, so a crash
+        #    in between leaves a changelog that re-runs the batch, never one that marks an undelivered
+        #    answer as given. Exactly-once: all of them are in the one open transaction.
+        if write_changelog is not None:
+            if not self.exactly_once:
+                self._flush_or_raise()
+            write_changelog()
         # 2. Any failure means the batch is not delivered: do not move the offsets.
-        if remaining or self._delivery_errors:
-            errors, self._delivery_errors = self._delivery_errors, []
-            raise DeliveryError(
-                f"{remaining} record(s) undelivered, {len(errors)} failed: {'; '.join(errors[:5])}"
-            )
+        self._flush_or_raise()
         # 3. Commit the input offsets: plain commit, or inside the transaction with the outputs.
         offsets = next_offsets(batch)
         if offsets:
@@ -197,8 +245,17 @@ class KafkaIO:
                 self._in_transaction = False
             else:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
-        # 4. Local state follows the offsets (a crash before this point replays the batch onto old state).
+        # 4. Local state follows the offsets. A crash before this point leaves the store one batch behind
+        #    the committed offsets; the changelog records flushed in step 1 repair it at the next start.
         flush_local_state()
+
+    def _flush_or_raise(self) -> None:
+        remaining = self.producer.flush(self.config.connect_timeout_s * 4)
+        if remaining or self._delivery_errors:
+            errors, self._delivery_errors = self._delivery_errors, []
+            raise DeliveryError(
+                f"{remaining} record(s) undelivered, {len(errors)} failed: {'; '.join(errors[:5])}"
+            )
 
     def abort(self, batch: Sequence[InputMessage]) -> None:
         """Exactly-once only: drop the open transaction and rewind to the batch start, to process it again."""
@@ -232,9 +289,10 @@ class KafkaIO:
             self._on_assignment_change([(p.topic, p.partition) for p in partitions], False)
 
     def _stats(self, stats_json: str) -> None:
+        stats = json.loads(stats_json)
+        self.client_log.stats(stats)
         if not self._on_lag:
             return
-        stats = json.loads(stats_json)
         for topic, tstats in stats.get("topics", {}).items():
             for pid, pstats in tstats.get("partitions", {}).items():
                 lag = pstats.get("consumer_lag", -1)

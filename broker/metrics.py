@@ -63,6 +63,10 @@ LATENCY_BUCKETS = (
 )
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+# One partition's restore from its changelog: from a no-op to many minutes for a large store.
+RESTORE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+# Kinds of changelog record: an object's full state, or a tombstone for an evicted object.
+CHANGELOG_KINDS = ("state", "tombstone")
 
 
 class Metrics:
@@ -166,6 +170,58 @@ class Metrics:
             namespace=ns,
             registry=registry,
         )
+        self.store_bytes = Gauge(
+            "store_bytes",
+            "Bytes on disk of the open store partitions (SQLite files and their write-ahead logs)",
+            namespace=ns,
+            registry=registry,
+        )
+        self.store_restoring_partitions = Gauge(
+            "store_restoring_partitions",
+            "Store partitions being restored from the changelog now (readiness is 503 while > 0)",
+            namespace=ns,
+            registry=registry,
+        )
+        self.store_restore_records = Counter(
+            "store_restore_records",
+            "Changelog records applied to the store by restores",
+            namespace=ns,
+            registry=registry,
+        )
+        self.store_restore_seconds = Histogram(
+            "store_restore_seconds",
+            "Wall time of one partition's restore from its changelog",
+            namespace=ns,
+            buckets=RESTORE_BUCKETS,
+            registry=registry,
+        )
+        self.store_behind = Counter(
+            "store_behind",
+            "Store partitions found behind the committed input offset at assignment (moved back from another "
+            "instance, or a crash between the offset and store commits) and brought up to date",
+            namespace=ns,
+            registry=registry,
+        )
+        self.changelog_records = Counter(
+            "changelog_records",
+            "Records produced to the store's changelog topics, by kind",
+            ["kind"],
+            namespace=ns,
+            registry=registry,
+        )
+        self.changelog_bytes = Counter(
+            "changelog_bytes",
+            "Value bytes produced to the store's changelog topics",
+            namespace=ns,
+            registry=registry,
+        )
+        self.kafka_broker_up = Gauge(
+            "kafka_broker_up",
+            "1 while the Kafka clients hold a broker connection, 0 during an outage",
+            namespace=ns,
+            registry=registry,
+        )
+        self.kafka_broker_up.set(1)
         self.model_info = Info(
             "model", "Models in use and the device they run on", namespace=ns, registry=registry
         )
@@ -193,6 +249,8 @@ class Metrics:
         for reason in READ_REASONS:
             self.history_decisions.labels(decision="read", reason=reason)
         self.history_decisions.labels(decision="skipped", reason=SKIP_REASON)
+        for kind in CHANGELOG_KINDS:
+            self.changelog_records.labels(kind=kind)
 
 
 class _QuietHandler(WSGIRequestHandler):

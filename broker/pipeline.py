@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,22 +19,28 @@ from pathlib import Path
 
 from broker.alerts import Alert
 from broker.annotation import build_annotation
+from broker.changelog import ensure_changelog_topics
 from broker.classify import Snapshot, classify_snapshots, timed
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
 from broker.errors import DecodeError, UnusableAlert
 from broker.health import Health
 from broker.history import HistoryPolicy
-from broker.kafka_io import InputMessage, KafkaIO, check_reachable
+from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
 from broker.metrics import Metrics
 from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
+from broker.restore import Restorer
 from broker.runtime import InferenceRuntime
-from broker.store import LightCurveStore
+from broker.store import LightCurveStore, PartitionTransaction
 from broker.trigger import decide
 
 log = logging.getLogger(__name__)
 
 LATENCY_RESERVOIR = 1_000_000  # end-to-end latencies kept for the run summary
+# Fault injection for tests: exit abruptly on the N-th batch after its offsets are committed and before
+# the store is (the crash window the changelog repairs).
+FAULT_ENV = "VARSTREAM_FAULT_CRASH_BEFORE_STORE_COMMIT"
+FAULT_EXIT_CODE = 75
 
 
 @dataclass
@@ -97,6 +104,15 @@ class Pipeline:
         check_reachable(config.kafka)  # before loading models: a wrong address should fail in seconds
         self.runtime = runtime or InferenceRuntime(config.inference)
         self.store = LightCurveStore(config.store)
+        # input topic -> its compacted changelog topic (empty: store.changelog = false, local state only)
+        self.changelogs = (
+            ensure_changelog_topics(config.kafka, config.store) if config.store.changelog else {}
+        )
+        self._txns: dict[tuple[str, int], PartitionTransaction] = {}
+        self.restorer = Restorer(self.store, self.changelogs, config, metrics, self.health, self._beat)
+        self._io: KafkaIO | None = None
+        fault = os.environ.get(FAULT_ENV, "")
+        self._crash_at_batch = int(fault) if fault.strip() else 0
         self.resolver = SchemaResolver(
             registry_url=config.kafka.schema_registry_url or None,
             folders=[Path(d) for d in config.kafka.schema_dirs],
@@ -120,7 +136,13 @@ class Pipeline:
         self.health.stopping()
 
     def run(self) -> RunSummary:
-        io = KafkaIO(self.config.kafka, on_lag=self._lag, on_assignment_change=self._assignment_changed)
+        io = KafkaIO(
+            self.config.kafka,
+            on_lag=self._lag,
+            on_assignment_change=self._assignment_changed,
+            on_connectivity=lambda up: self.metrics.kafka_broker_up.set(1 if up else 0),
+        )
+        self._io = io
         idle_since = time.monotonic()
         self.health.running()
         try:
@@ -172,7 +194,14 @@ class Pipeline:
                 )
                 io.produce(self.config.kafka.output_topic, p.alert.object_id, encode_annotation(record))
         with self._timer("commit"):
-            io.commit(batch, self._flush_store)
+            try:
+                io.commit(batch, lambda: self._flush_store(batch), lambda: self._produce_changelog(io))
+            except BaseException:
+                for txn in self._txns.values():
+                    txn.rollback()
+                raise
+            finally:
+                self._txns.clear()
         self._account(pending, annotated)
 
     def _decode(self, p: _Pending, io: KafkaIO) -> None:
@@ -203,15 +232,23 @@ class Pipeline:
         for reason, n in dropped.items():
             self.metrics.points_dropped.labels(reason=reason).inc(n)
 
+    def _txn(self, topic: str, partition: int) -> PartitionTransaction:
+        """This batch's transaction on the store partition of an input partition."""
+        key = (topic, partition)
+        if key not in self._txns:
+            self._txns[key] = self.store.open(topic, partition).begin()
+        return self._txns[key]
+
     def _store_and_trigger(self, p: _Pending) -> None:
         alert = p.alert
-        state = self.store.merge(alert.object_id, alert.lightcurve)
+        txn = self._txn(p.msg.topic, p.msg.partition)
+        state = txn.merge(alert.object_id, alert.lightcurve)
         decision = decide(state, alert.mjd, self.config.trigger)
         if not decision.classify:
             p.outcome = Skipped(decision.reason)
             return
-        p.snapshot = Snapshot(alert.object_id, self.store.lightcurve(alert.object_id))
-        self.store.mark_classified(alert.object_id, state.n_points, alert.mjd)
+        p.snapshot = Snapshot(alert.object_id, txn.lightcurve(alert.object_id))
+        txn.mark_classified(alert.object_id, state.n_points, alert.mjd)
 
     def _classify(self, todo: list[_Pending], io: KafkaIO) -> None:
         if not todo:
@@ -251,12 +288,39 @@ class Pipeline:
         io.dead_letter(p.msg, reason, message)
         p.outcome = DeadLettered(reason, message)
 
-    def _flush_store(self) -> None:
-        """Step 4 of the commit (timed with it): bounds, then the store's transaction."""
-        evicted = self.store.evict()
+    def _produce_changelog(self, io: KafkaIO) -> None:
+        """Write each partition's batch into SQLite (uncommitted), apply the bounds, and send the changed
+        objects' states and the evicted objects' tombstones to the changelog (before the commit's flush)."""
+        evicted = 0
+        for (topic, partition), txn in self._txns.items():
+            records = txn.prepare()
+            evicted += len(txn.evicted)
+            changelog = self.changelogs.get(topic)
+            if changelog is None:
+                continue
+            for object_id, value in records:
+                io.produce_changelog(changelog, partition, object_id, value)
+                self.metrics.changelog_records.labels(
+                    kind="state" if value is not None else "tombstone"
+                ).inc()
+                if value is not None:
+                    self.metrics.changelog_bytes.inc(len(value))
         if evicted:
             log.info("evicted %d objects from the store", evicted)
-        self.store.commit()
+
+    def _flush_store(self, batch: list[InputMessage]) -> None:
+        """Step 4 of the commit (timed with it): each store partition commits with the offsets it reflects."""
+        if self._crash_at_batch and self.summary.batches + 1 == self._crash_at_batch:
+            log.error("%s: exiting between the offset commit and the store commit", FAULT_ENV)
+            logging.shutdown()
+            os._exit(FAULT_EXIT_CODE)
+        for tp in next_offsets(batch):
+            txn = self._txn(tp.topic, tp.partition)  # also partitions without stored alerts this batch
+            changelog = self.changelogs.get(tp.topic)
+            applied = (
+                self._io.changelog_next_offset(changelog, tp.partition) if changelog and self._io else None
+            )
+            txn.commit(input_offset=tp.offset, changelog_offset=applied)
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def _account(self, pending: list[_Pending], annotated: list[_Pending]) -> None:
@@ -298,6 +362,7 @@ class Pipeline:
         if annotated:
             m.last_annotation_timestamp.set(now)
         m.store_objects.set(self.store.count())
+        m.store_bytes.set(self.store.size_bytes())
 
     def _lag(self, topic: str, partition: int, lag: int) -> None:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
@@ -305,8 +370,13 @@ class Pipeline:
     def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
         if assigned:
             self._assigned.update(partitions)
+            if self._io is not None:
+                self.restorer.restore(partitions, self._io.committed(partitions), self._io.exactly_once)
         else:
             self._assigned.difference_update(partitions)
+            for topic, partition in partitions:  # batches commit before the next poll: nothing in flight
+                self.store.close_partition(topic, partition)
+            self.metrics.store_objects.set(self.store.count())
         self.health.assigned(len(self._assigned))
         for topic, partition in partitions:
             if assigned:

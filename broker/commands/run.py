@@ -27,7 +27,7 @@ FLAGS = {
     "schema_registry_url": ("kafka.schema_registry_url", str, "Confluent Schema Registry for LSST alerts"),
     "schema_dir": ("kafka.schema_dirs", str, "folder of <id>.avsc schemas (repeat for several)"),
     "delivery": ("kafka.delivery", str, "at-least-once (default) | exactly-once"),
-    "store": ("store.path", str, "SQLite light-curve store file"),
+    "store": ("store.path", str, "light-curve store base path (one SQLite file per input partition)"),
     "classifier_bundle": ("inference.classifier_bundle", str, "classifier bundle (default: shipped iTCN)"),
     "novelty_bundle": ("inference.novelty_bundle", str, "novelty bundle (default: shipped AE-GMM; 'none')"),
     "device": ("inference.device", str, "auto | cpu | cuda | cuda:N"),

@@ -125,6 +125,12 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
 
 
+def storage_format_args(cluster_id: str, properties: Path) -> list[str]:
+    """StorageTool's arguments; `--cluster-id=<id>` in one token, because a URL-safe base64 id can begin
+    with '-' (1 time in 64) and `-t <id>` then reads it as an option ("expected one argument")."""
+    return ["format", f"--cluster-id={cluster_id}", "-c", str(properties)]
+
+
 def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
     """server.properties of a combined broker+controller node on loopback, tuned for fast tests."""
     settings = {
@@ -173,6 +179,7 @@ class LocalKafka:
         heap: str = "1G",
         *,
         port: int | None = None,
+        cluster_id: str | None = None,
     ) -> None:
         self.libs_dir = Path(libs_dir) if libs_dir is not None else find_kafka_libs()
         if not _has_kafka_jar(self.libs_dir):
@@ -180,6 +187,7 @@ class LocalKafka:
         self._given_workdir = Path(workdir) if workdir is not None else None
         self.heap = heap
         self._requested_port = port
+        self._cluster_id = cluster_id  # None: a new random one per formatted data dir
         self.workdir: Path | None = None
         self.port: int | None = None
         self.controller_port: int | None = None
@@ -338,7 +346,8 @@ class LocalKafka:
 
     def _format_storage(self, java_cmd: list[str], properties: Path, deadline: float) -> None:
         """`kafka-storage.sh format` for a fresh data dir (static voters, so no --standalone is needed)."""
-        cmd = [*java_cmd, "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(properties)]
+        cluster_id = self._cluster_id or new_cluster_id()
+        cmd = [*java_cmd, "kafka.tools.StorageTool", *storage_format_args(cluster_id, properties)]
         try:
             done = subprocess.run(
                 cmd,

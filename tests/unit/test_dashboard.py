@@ -22,7 +22,18 @@ from tests.fixtures.prometheus import (
 
 GRAFANA = REPO / "deploy" / "grafana"
 # Labels a query may select or group by: the bounded label sets of broker.metrics plus Prometheus's own.
-ALLOWED_LABELS = {"job", "instance", "le", "quantile", "stage", "reason", "class_name", "topic", "partition"}
+ALLOWED_LABELS = {
+    "job",
+    "instance",
+    "le",
+    "quantile",
+    "stage",
+    "reason",
+    "class_name",
+    "topic",
+    "partition",
+    "kind",
+}
 # varstream_model_info: the keys of broker.runtime.InferenceRuntime.info
 ALLOWED_LABELS |= {"classifier_name", "classifier_version", "novelty_name", "novelty_version", "device"}
 OBJECT_ID_LIKE = re.compile(r"object_?id|alert_?id|candid|dia_?(object|source)|source_?id", re.IGNORECASE)

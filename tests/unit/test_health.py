@@ -46,6 +46,16 @@ def test_silent_loop_fails_liveness_and_readiness_after_the_stall_limit() -> Non
     assert health.report()[:2] == (True, True)
 
 
+def test_not_ready_while_restoring_store_partitions() -> None:
+    health = Health(stall_after_s=10, clock=Clock())
+    health.running()
+    health.restoring(2)
+    live, ready, details = health.report()
+    assert (live, ready, details["state"], details["restoring_partitions"]) == (True, False, "restoring", 2)
+    health.restoring(0)
+    assert health.report()[:2] == (True, True)
+
+
 def test_stopping_is_live_but_not_ready() -> None:
     health = Health(stall_after_s=10, clock=Clock())
     health.running()
