@@ -9,7 +9,9 @@ redundant unless something was missed. The history is read when
               detections were missed (LSST's triggering diaSource carries no such count);
   reconcile   `reconcile_every` alerts have passed since the object's history was last read.
 Otherwise it is skipped (`known`). Needs only `contains(object_id)` of the store. The tracker is an LRU
-of at most `max_tracked` objects; forgetting one only costs one extra history read.
+of at most `max_tracked` objects; forgetting one only costs one extra history read. The pipeline keeps
+one policy per store partition and drops it when that partition is assigned, restored, revoked or rolled
+back, so what it tracks never outlives the state it describes.
 """
 
 from __future__ import annotations
@@ -36,16 +38,30 @@ class HistoryPolicy:
         # object_id -> (alerts since its history was last read, last n_detections seen)
         self._tracked: OrderedDict[str, tuple[int, int | None]] = OrderedDict()
         self.last_reason: str | None = None
+        self._before: tuple[str, tuple[int, int | None] | None] | None = None  # for undo()
 
     def __call__(self, object_id: str, n_detections: int | None) -> bool:
         reason = self._reason(object_id, n_detections)
         self.last_reason = reason
+        self._before = (object_id, self._tracked.get(object_id))
         since = 0 if reason != SKIP_REASON else self._tracked[object_id][0] + 1
         self._tracked[object_id] = (since, n_detections)
         self._tracked.move_to_end(object_id)
         while len(self._tracked) > self.max_tracked:
             self._tracked.popitem(last=False)
         return reason != SKIP_REASON
+
+    def undo(self) -> None:
+        """Forget the last decision (since `last_reason` was set): the caller could not use what it
+        decoded (the history failed to decode), so the next alert of that object is decided as this one."""
+        if self.last_reason is None or self._before is None:
+            return
+        object_id, before = self._before
+        if before is None:
+            self._tracked.pop(object_id, None)
+        else:
+            self._tracked[object_id] = before
+        self._before, self.last_reason = None, None
 
     def _reason(self, object_id: str, n_detections: int | None) -> str:
         if not self._contains(object_id):

@@ -117,11 +117,8 @@ class Pipeline:
             registry_url=config.kafka.schema_registry_url or None,
             folders=[Path(d) for d in config.kafka.schema_dirs],
         )
-        self.history = (
-            HistoryPolicy(self.store.contains, config.decode.reconcile_every)
-            if config.decode.history == "lazy"
-            else None
-        )
+        # lazy decoding: one history policy per store partition, living and dying with its state
+        self._policies: dict[tuple[str, int], HistoryPolicy] = {}
         self.summary = RunSummary()
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
@@ -199,6 +196,7 @@ class Pipeline:
             except BaseException:
                 for txn in self._txns.values():
                     txn.rollback()
+                self._forget_policies({(m.topic, m.partition) for m in batch})
                 raise
             finally:
                 self._txns.clear()
@@ -208,9 +206,13 @@ class Pipeline:
         try:
             if p.msg.value is None:
                 raise DecodeError("undecodable", "message has no value (tombstone)")
-            if self.history is not None:
-                self.history.last_reason = None
-            p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver, self.history)
+            policy = self._policy(p.msg.topic, p.msg.partition)
+            try:
+                p.alert = decode(p.msg.value, self.config.kafka.input_format, self.resolver, policy)
+            except Exception:
+                if policy is not None:
+                    policy.undo()  # the history it asked for never reached the store
+                raise
         except UnusableAlert as exc:  # a valid alert with nothing usable: skipped, not dead-lettered
             p.outcome = Skipped(exc.reason)
             self._count_dropped(exc.dropped)
@@ -224,9 +226,29 @@ class Pipeline:
             return
         self._count_dropped(p.alert.dropped)
         if p.alert.history != "full":  # lazy decoding: count what it decided and why
-            reason = self.history.last_reason or "trigger_unusable"  # None: the trigger could not stand alone
+            reason = policy.last_reason or "trigger_unusable"  # None: the trigger could not stand alone
             self.metrics.history_decisions.labels(decision=p.alert.history, reason=reason).inc()
             self.summary.history[f"{p.alert.history}:{reason}"] += 1
+
+    def _policy(self, topic: str, partition: int) -> HistoryPolicy | None:
+        """The lazy-history policy of an input partition (None: decode.history = "full").
+
+        It asks the partition's committed state (`StorePartition.contains`), which is what a batch's
+        decode, done before that batch merges anything, can rely on."""
+        if self.config.decode.history != "lazy":
+            return None
+        key = (topic, partition)
+        if key not in self._policies:
+            part = self.store.open(topic, partition)
+            self._policies[key] = HistoryPolicy(part.contains, self.config.decode.reconcile_every)
+        self._policies[key].last_reason = None
+        return self._policies[key]
+
+    def _forget_policies(self, partitions) -> None:
+        """Drop what the policies of these partitions tracked: their state was restored, revoked or rolled
+        back, so the next alert of each of their objects reads its history once ("untracked")."""
+        for key in partitions:
+            self._policies.pop(key, None)
 
     def _count_dropped(self, dropped: dict[str, int]) -> None:
         for reason, n in dropped.items():
@@ -368,6 +390,7 @@ class Pipeline:
         self.metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
 
     def _assignment_changed(self, partitions: list[tuple[str, int]], assigned: bool) -> None:
+        self._forget_policies(partitions)
         if assigned:
             self._assigned.update(partitions)
             if self._io is not None:

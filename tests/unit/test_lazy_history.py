@@ -1,12 +1,15 @@
 """Lazy history decoding: the policy, the trigger-only decode, and identity with the full decode.
 
-The identity tests run a replayed stream through the real store and trigger twice (full decode, lazy
-decode) in the pipeline's order (decode a batch, then merge and decide alert by alert) and compare
-every stored light curve and every classification input (the snapshot each annotation is computed
-from, so equal snapshots give equal annotations).
+The identity tests run a replayed stream through a real store partition and the trigger twice (full
+decode, lazy decode) in the pipeline's order (decode a batch, then merge and decide alert by alert in a
+partition transaction, then commit) and compare every committed light curve and every classification
+input (the snapshot each annotation is computed from, so equal snapshots give equal annotations), also
+across a crash and restart, a rollback, a partition restored from the changelog elsewhere and eviction.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,41 +49,80 @@ def stream(flavour: str, n_objects: int = 6, n_points: int = 45) -> list[bytes]:
     return [payload for _, payload in sorted(alerts, key=lambda a: a[0])]
 
 
-def run(payloads: list[bytes], lazy: bool, reconcile_every: int = 10, batch: int = 25):
-    """The pipeline's decode -> merge -> trigger order over `payloads`; (store, snapshots, decisions)."""
-    store = LightCurveStore(StoreConfig(path=":memory:"))
-    policy = HistoryPolicy(store.contains, reconcile_every) if lazy else None
-    snapshots, decisions = [], []
+class Instance:
+    """One plugin process's state for one input partition: a store partition and, when lazy, the policy
+    the pipeline keeps for it (dropped on assignment, restore and rollback, as broker.pipeline does)."""
+
+    def __init__(self, path: Path, lazy: bool, reconcile_every: int = 10, **store) -> None:
+        self.store = LightCurveStore(StoreConfig(path=str(path), **store))
+        self.part = self.store.open("alerts", 0)
+        self.lazy, self.reconcile_every = lazy, reconcile_every
+        self.policy: HistoryPolicy | None = None
+        self.forget()
+
+    def forget(self) -> None:
+        self.policy = HistoryPolicy(self.part.contains, self.reconcile_every) if self.lazy else None
+
+    def decode(self, payload: bytes):
+        """(alert, the policy's reason: None when full or when the trigger could not stand alone)."""
+        if self.policy is not None:
+            self.policy.last_reason = None
+        alert = decode(payload, "auto", builtin_resolver(), self.policy)
+        return alert, self.policy and self.policy.last_reason
+
+
+def run_batches(inst: Instance, payloads: list[bytes], batch: int, offset: int = 0, commit: bool = True):
+    """The pipeline's order (decode a batch, then merge and decide alert by alert, then commit) over
+    `payloads`; (snapshots, decisions). commit=False leaves the last batch's transaction open."""
+    snapshots, decisions, txn = [], [], None
     for start in range(0, len(payloads), batch):
-        alerts = [decode(p, "auto", builtin_resolver(), policy) for p in payloads[start : start + batch]]
-        for alert in alerts:
-            state = store.merge(alert.object_id, alert.lightcurve)
+        decoded = [inst.decode(p) for p in payloads[start : start + batch]]
+        txn = inst.part.begin()
+        for alert, reason in decoded:
+            state = txn.merge(alert.object_id, alert.lightcurve)
             decision = decide(state, alert.mjd, TRIGGER)
-            decisions.append((alert.alert_id, decision.reason, alert.history))
+            decisions.append((alert.alert_id, decision.reason, alert.history, reason))
             if decision.classify:
-                lc = store.lightcurve(alert.object_id)
+                lc = txn.lightcurve(alert.object_id)
                 snapshots.append((alert.object_id, lc.mjd.tolist(), lc.mag.tolist(), list(lc.band)))
-                store.mark_classified(alert.object_id, state.n_points, alert.mjd)
-        store.commit()
-    return store, snapshots, decisions
+                txn.mark_classified(alert.object_id, state.n_points, alert.mjd)
+        if commit or start + batch < len(payloads):
+            txn.commit(input_offset=offset + start + len(decoded))
+    return snapshots, decisions, txn
 
 
-def stored(store: LightCurveStore, object_ids) -> dict:
-    out = {}
+def run(
+    tmp_path: Path, payloads: list[bytes], lazy: bool, reconcile_every: int = 10, batch: int = 25, **store
+):
+    """A whole stream through one instance; (instance, snapshots, decisions)."""
+    name = f"{'lazy' if lazy else 'full'}-{reconcile_every}-{batch}-{len(payloads)}.sqlite"
+    inst = Instance(tmp_path / name, lazy, reconcile_every, **store)
+    snapshots, decisions, _ = run_batches(inst, payloads, batch)
+    return inst, snapshots, decisions
+
+
+def stored(inst: Instance, object_ids) -> dict:
+    """The committed light curve of each object (a fresh transaction reads committed state only)."""
+    txn, out = inst.part.begin(), {}
     for oid in sorted(object_ids):
-        lc = store.lightcurve(oid)
+        lc = txn.lightcurve(oid)
         out[oid] = (lc.mjd.tolist(), lc.mag.tolist(), lc.magerr.tolist(), list(lc.band))
+    txn.rollback()
     return out
 
 
+def object_ids(payloads: list[bytes]) -> set[str]:
+    return {decode(p).object_id for p in payloads}
+
+
 @pytest.mark.parametrize("flavour", ["ztf", "lsst"])
-def test_lazy_and_full_decoding_store_the_same_light_curves_and_classify_the_same(flavour):
+def test_lazy_and_full_decoding_store_the_same_light_curves_and_classify_the_same(flavour, tmp_path):
     payloads = stream(flavour)
-    full_store, full_snaps, full_decisions = run(payloads, lazy=False)
-    lazy_store, lazy_snaps, lazy_decisions = run(payloads, lazy=True)
+    full, full_snaps, full_decisions = run(tmp_path, payloads, lazy=False)
+    lazy, lazy_snaps, lazy_decisions = run(tmp_path, payloads, lazy=True)
     ids = {d[0] for d in full_decisions}
-    object_ids = {decode(p).object_id for p in payloads[:50]}
-    assert stored(lazy_store, object_ids) == stored(full_store, object_ids)
+    oids = object_ids(payloads)
+    assert stored(lazy, oids) == stored(full, oids) and len(oids) == 6
     assert lazy_snaps == full_snaps and len(full_snaps) >= 6
     assert [d[:2] for d in lazy_decisions] == [d[:2] for d in full_decisions] and len(ids) == len(payloads)
     skipped = sum(d[2] == "skipped" for d in lazy_decisions)
@@ -92,54 +134,104 @@ def test_lazy_after_a_crash_and_restart_matches_the_full_decode(tmp_path):
     """SIGKILL mid-batch: that batch's merges are never committed, the process restarts on the stored
     file with a fresh policy (nothing tracked) and the batch is consumed again."""
     payloads = stream("lsst", n_objects=4, n_points=40)
-    full_store, _, _ = run(payloads, lazy=False, batch=10)
+    full, _, _ = run(tmp_path, payloads, lazy=False, batch=10)
     path = tmp_path / "store.sqlite"
-    store = LightCurveStore(StoreConfig(path=str(path)))
-    policy = HistoryPolicy(store.contains, 10)
+    crashed = Instance(path, lazy=True)
     crash_at = 60  # the batch starting here is merged, then lost
-    for start in range(0, crash_at + 10, 10):
-        alerts = [decode(p, "auto", builtin_resolver(), policy) for p in payloads[start : start + 10]]
+    run_batches(crashed, payloads[: crash_at + 10], batch=10, commit=False)
+    crashed.store.close()  # uncommitted: never written, as after a SIGKILL
+    restarted = Instance(path, lazy=True)
+    assert restarted.part.input_offset == crash_at
+    _, decisions, _ = run_batches(restarted, payloads[crash_at:], batch=10, offset=crash_at)
+    reasons = [d[3] for d in decisions]
+    oids = object_ids(payloads)
+    assert stored(restarted, oids) == stored(full, oids)
+    assert reasons.count("untracked") == 4 and reasons.count("known") > len(reasons) / 2
+
+
+def test_a_rolled_back_batch_is_decided_again_from_scratch(tmp_path):
+    """A batch whose commit fails is rolled back and consumed again by the same process: the history a
+    gap read in it never reached the store, so the pipeline drops the partition's policy (the control
+    keeps it, and loses the gap's points for good)."""
+    payloads = stream("ztf", n_objects=1, n_points=40)
+    gapped = payloads[:30] + payloads[33:]  # three alerts never arrive; the gap shows at alert 30
+    (oid,) = object_ids(gapped)
+    full, _, _ = run(tmp_path, gapped, lazy=False, batch=5, reconcile_every=1000)
+    for forget, expected in ((True, 40), (False, 37)):
+        inst = Instance(tmp_path / f"rollback-{forget}.sqlite", lazy=True, reconcile_every=1000)
+        _, _, txn = run_batches(inst, gapped[:35], batch=5, commit=False)  # the gap is read in 30..34
+        txn.rollback()
+        if forget:
+            inst.forget()
+        _, decisions, _ = run_batches(inst, gapped[30:], batch=5, offset=30)
+        assert len(stored(inst, [oid])[oid][0]) == expected
+        if forget:
+            assert stored(inst, [oid]) == stored(full, [oid]) and decisions[0][3] == "untracked"
+
+
+def test_a_partition_restored_from_the_changelog_matches_the_full_decode(tmp_path):
+    """The partition moves to another instance: it restores the first instance's changelog records into
+    a new file, starts with no policy state, reads each object's history once and then skips it."""
+    payloads = stream("lsst", n_objects=4, n_points=40)
+    full, _, _ = run(tmp_path, payloads, lazy=False, batch=10)
+    first = Instance(tmp_path / "first.sqlite", lazy=True)
+    changelog: dict[str, bytes | None] = {}
+    moved_at = 80
+    for start in range(0, moved_at, 10):
+        alerts = [first.decode(p)[0] for p in payloads[start : start + 10]]
+        txn = first.part.begin()
         for alert in alerts:
-            store.merge(alert.object_id, alert.lightcurve)
-        if start < crash_at:
-            store.commit()
-    store.close()  # uncommitted: rolled back, as after a SIGKILL
-    restarted = LightCurveStore(StoreConfig(path=str(path)))
-    policy = HistoryPolicy(restarted.contains, 10)
-    reasons = []
-    for start in range(crash_at, len(payloads), 10):
-        for p in payloads[start : start + 10]:
-            alert = decode(p, "auto", builtin_resolver(), policy)
-            reasons.append(policy.last_reason)
-            restarted.merge(alert.object_id, alert.lightcurve)
-        restarted.commit()
-    object_ids = {decode(p).object_id for p in payloads}
-    assert stored(restarted, object_ids) == stored(full_store, object_ids)
-    assert "untracked" in reasons and reasons.count("known") > len(reasons) / 2
+            txn.merge(alert.object_id, alert.lightcurve)
+        changelog.update(txn.prepare())
+        txn.commit(input_offset=start + 10)
+    second = Instance(tmp_path / "second.sqlite", lazy=True)
+    second.part.apply_changelog(changelog.items(), next_offset=len(changelog))
+    second.forget()  # what the pipeline does on assignment
+    _, decisions, _ = run_batches(second, payloads[moved_at:], batch=10, offset=moved_at)
+    oids = object_ids(payloads)
+    assert stored(second, oids) == stored(full, oids)
+    reasons = [d[3] for d in decisions]
+    assert reasons.count("untracked") == 4 and "new_object" not in reasons
 
 
-def test_a_gap_in_a_ztf_stream_is_seen_from_ndethist_and_the_history_read():
+def test_an_evicted_object_is_new_again_and_its_history_read(tmp_path):
+    """A store bounded to 3 objects per partition evicts the least recently updated ones; an evicted
+    object's next alert reads its history like a new object, so the stored curves match the full decode
+    under the same bound."""
+    payloads = stream("lsst", n_objects=6, n_points=30)
+    full, full_snaps, _ = run(tmp_path, payloads, lazy=False, batch=10, max_objects=3)
+    lazy, lazy_snaps, decisions = run(tmp_path, payloads, lazy=True, batch=10, max_objects=3)
+    oids = object_ids(payloads)
+    assert stored(lazy, oids) == stored(full, oids)
+    assert lazy_snaps == full_snaps
+    reasons = [d[3] for d in decisions]
+    assert reasons.count("new_object") > 6  # objects came back after eviction
+    assert lazy.part.count() == 3
+
+
+def test_a_gap_in_a_ztf_stream_is_seen_from_ndethist_and_the_history_read(tmp_path):
     payloads = stream("ztf", n_objects=1, n_points=40)
     gapped = payloads[:30] + payloads[33:]  # three alerts never arrive
-    full_store, full_snaps, _ = run(gapped, lazy=False, batch=5)
-    lazy_store, lazy_snaps, decisions = run(gapped, lazy=True, reconcile_every=1000, batch=5)
-    (oid,) = {decode(p).object_id for p in gapped}
-    assert stored(lazy_store, [oid]) == stored(full_store, [oid])
-    assert len(lazy_store.lightcurve(oid)) == 40  # the missed points came back from the history
+    full, full_snaps, _ = run(tmp_path, gapped, lazy=False, batch=5)
+    lazy, lazy_snaps, decisions = run(tmp_path, gapped, lazy=True, reconcile_every=1000, batch=5)
+    (oid,) = object_ids(gapped)
+    assert stored(lazy, [oid]) == stored(full, [oid])
+    assert len(stored(lazy, [oid])[oid][0]) == 40  # the missed points came back from the history
     assert lazy_snaps == full_snaps
     assert [d[2] for d in decisions[29:32]] == ["skipped", "read", "skipped"]  # read right after the gap
+    assert decisions[30][3] == "gap"
 
 
-def test_without_gap_detection_a_lazy_store_would_miss_those_points():
+def test_without_gap_detection_a_lazy_store_would_miss_those_points(tmp_path):
     """The control for the test above: an LSST stream has no detection count, so the same gap is only
     repaired at the next reconciliation."""
     payloads = stream("lsst", n_objects=1, n_points=40)
     gapped = payloads[:30] + payloads[33:]
-    lazy_store, _, _ = run(gapped, lazy=True, reconcile_every=1000, batch=5)
-    (oid,) = {decode(p).object_id for p in gapped}
-    assert len(lazy_store.lightcurve(oid)) == 37
-    reconciled, _, _ = run(gapped, lazy=True, reconcile_every=5, batch=5)
-    assert len(reconciled.lightcurve(oid)) == 40
+    (oid,) = object_ids(gapped)
+    lazy, _, _ = run(tmp_path, gapped, lazy=True, reconcile_every=1000, batch=5)
+    assert len(stored(lazy, [oid])[oid][0]) == 37
+    reconciled, _, _ = run(tmp_path, gapped, lazy=True, reconcile_every=5, batch=5)
+    assert len(stored(reconciled, [oid])[oid][0]) == 40
 
 
 def test_policy_reasons():
@@ -157,6 +249,9 @@ def test_policy_reasons():
     assert policy("b", None) and policy.last_reason == "untracked"
     assert policy("c", None) and policy.last_reason == "untracked"  # the tracker keeps 2: "a" forgotten
     assert policy("a", 10) and policy.last_reason == "untracked"
+    assert policy("a", 12) and policy.last_reason == "gap"
+    policy.undo()  # that history never reached the store: the next alert is decided as this one was
+    assert policy("a", 12) and policy.last_reason == "gap"
     with pytest.raises(ValueError):
         HistoryPolicy(held.__contains__, reconcile_every=0)
 
