@@ -50,7 +50,8 @@ idle_exit_s = 5.0
 summary_path = "{path.with_suffix(".summary.json")}"
 """
     )
-    path.with_suffix(".sqlite").unlink(missing_ok=True)
+    for stale in path.parent.glob(f"{path.stem}.*sqlite*"):  # one file per partition (+ -wal/-shm)
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -194,7 +194,8 @@ idle_exit_s = 8.0
 summary_path = "{out / "plugin-summary.json"}"
 """
     )
-    (out / "lightcurves.sqlite").unlink(missing_ok=True)
+    for stale in out.glob("lightcurves.*sqlite*"):  # one file per partition (+ -wal/-shm): a fresh store
+        stale.unlink(missing_ok=True)
     return path
 
 
