@@ -47,7 +47,7 @@ class KafkaConfig:
 class DecodeConfig:
     """How much of each alert is decoded (broker/history.py, broker/codecs/lazy.py)."""
 
-    history: str = "full"  # full: decode every alert whole; lazy: the history only when needed
+    history: str = "lazy"  # lazy: the history only when needed (broker/history.py); full: every alert whole
     reconcile_every: int = 50  # lazy: read an object's history at least every this many alerts
 
 

@@ -8,7 +8,9 @@ redundant unless something was missed. The history is read when
   gap         ZTF's candidate.ndethist grew by more than one since the last alert seen here, so
               detections were missed (LSST's triggering diaSource carries no such count);
   reconcile   `reconcile_every` alerts have passed since the object's history was last read.
-Otherwise it is skipped (`known`). Needs only `contains(object_id)` of the store. The tracker is an LRU
+Otherwise it is skipped (`known`). Needs only `contains(object_id)` of the store, which sees committed
+state; a batch is decoded before it merges, so an object whose history was read earlier in the same batch
+counts as held until `batch_committed()`. The tracker is an LRU
 of at most `max_tracked` objects; forgetting one only costs one extra history read. The pipeline keeps
 one policy per store partition and drops it when that partition is assigned, restored, revoked or rolled
 back, so what it tracks never outlives the state it describes.
@@ -37,13 +39,17 @@ class HistoryPolicy:
         self.max_tracked = max_tracked
         # object_id -> (alerts since its history was last read, last n_detections seen)
         self._tracked: OrderedDict[str, tuple[int, int | None]] = OrderedDict()
+        # objects whose history this batch read while the store lacks them: known until the batch commits
+        self._pending: set[str] = set()
         self.last_reason: str | None = None
-        self._before: tuple[str, tuple[int, int | None] | None] | None = None  # for undo()
+        self._before: tuple[str, tuple[int, int | None] | None, bool] | None = None  # for undo()
 
     def __call__(self, object_id: str, n_detections: int | None) -> bool:
         reason = self._reason(object_id, n_detections)
         self.last_reason = reason
-        self._before = (object_id, self._tracked.get(object_id))
+        self._before = (object_id, self._tracked.get(object_id), object_id in self._pending)
+        if reason == "new_object":
+            self._pending.add(object_id)
         since = 0 if reason != SKIP_REASON else self._tracked[object_id][0] + 1
         self._tracked[object_id] = (since, n_detections)
         self._tracked.move_to_end(object_id)
@@ -56,15 +62,21 @@ class HistoryPolicy:
         decoded (the history failed to decode), so the next alert of that object is decided as this one."""
         if self.last_reason is None or self._before is None:
             return
-        object_id, before = self._before
+        object_id, before, was_pending = self._before
+        if not was_pending:
+            self._pending.discard(object_id)
         if before is None:
             self._tracked.pop(object_id, None)
         else:
             self._tracked[object_id] = before
         self._before, self.last_reason = None, None
 
+    def batch_committed(self) -> None:
+        """The batch's merges are committed: the store itself now says which objects it holds."""
+        self._pending.clear()
+
     def _reason(self, object_id: str, n_detections: int | None) -> str:
-        if not self._contains(object_id):
+        if object_id not in self._pending and not self._contains(object_id):
             return "new_object"
         seen = self._tracked.get(object_id)
         if seen is None:

@@ -200,6 +200,8 @@ class Pipeline:
                 raise
             finally:
                 self._txns.clear()
+            for policy in self._policies.values():
+                policy.batch_committed()
         self._account(pending, annotated)
 
     def _decode(self, p: _Pending, io: KafkaIO) -> None:

@@ -88,6 +88,8 @@ def run_batches(inst: Instance, payloads: list[bytes], batch: int, offset: int =
                 txn.mark_classified(alert.object_id, state.n_points, alert.mjd)
         if commit or start + batch < len(payloads):
             txn.commit(input_offset=offset + start + len(decoded))
+            if inst.policy is not None:
+                inst.policy.batch_committed()
     return snapshots, decisions, txn
 
 
@@ -184,6 +186,7 @@ def test_a_partition_restored_from_the_changelog_matches_the_full_decode(tmp_pat
             txn.merge(alert.object_id, alert.lightcurve)
         changelog.update(txn.prepare())
         txn.commit(input_offset=start + 10)
+        first.policy.batch_committed()
     second = Instance(tmp_path / "second.sqlite", lazy=True)
     second.part.apply_changelog(changelog.items(), next_offset=len(changelog))
     second.forget()  # what the pipeline does on assignment
@@ -254,6 +257,19 @@ def test_policy_reasons():
     assert policy("a", 12) and policy.last_reason == "gap"
     with pytest.raises(ValueError):
         HistoryPolicy(held.__contains__, reconcile_every=0)
+
+
+def test_an_object_read_earlier_in_the_batch_is_known_until_the_commit():
+    held: set[str] = set()
+    policy = HistoryPolicy(held.__contains__, reconcile_every=50)
+    assert policy("x", None) and policy.last_reason == "new_object"
+    assert not policy("x", None)  # same batch, not merged yet: its history was just read
+    assert policy("y", None)
+    policy.undo()  # y's history failed to decode: y is not pending
+    assert policy("y", None) and policy.last_reason == "new_object"
+    policy.batch_committed()  # x and y were merged and committed ...
+    held.add("x")  # ... and y evicted at that commit: the store's word counts again
+    assert not policy("x", None) and policy("y", None) and policy.last_reason == "new_object"
 
 
 def test_the_trigger_alone_matches_the_full_decode_of_real_samples_or_declines():
