@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -246,7 +247,7 @@ class Pipeline:
         self._policies[key].last_reason = None
         return self._policies[key]
 
-    def _forget_policies(self, partitions) -> None:
+    def _forget_policies(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Drop what the policies of these partitions tracked: their state was restored, revoked or rolled
         back, so the next alert of each of their objects reads its history once ("untracked")."""
         for key in partitions:
