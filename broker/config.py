@@ -18,6 +18,7 @@ from broker.errors import ConfigError
 ENV_PREFIX = "VARSTREAM_"
 INPUT_FORMATS = ("auto", "ztf", "lsst")
 DELIVERY_MODES = ("at-least-once", "exactly-once")
+RUN_MODES = ("full", "ceiling")  # ceiling: the bench's upper bound (decode and commit only)
 
 
 @dataclass
@@ -89,6 +90,9 @@ class RunConfig:
     summary_path: str = ""  # JSON of the run's counts, written at exit
     idle_exit_s: float = 0.0  # exit cleanly after this long without messages (0 = run forever)
     max_alerts: int = 0  # exit cleanly after this many alerts (0 = no limit)
+    # "ceiling" (benchmarks only): consume, decode and commit; nothing stored or classified, each decoded
+    # alert skipped as ceiling_mode. The bench divides the plugin's rate by this one.
+    mode: str = "full"
 
 
 @dataclass
@@ -126,6 +130,7 @@ class Config:
             "in (0, 100)",
         )
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
+        _check(self.run.mode in RUN_MODES, "run.mode", self.run.mode, f"one of {RUN_MODES}")
         m = self.metrics
         _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
         _check(m.stall_after_s > 0, "metrics.stall_after_s", m.stall_after_s, "> 0")
