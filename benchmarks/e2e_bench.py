@@ -27,6 +27,7 @@ FLAVOURS = ("ztf", "lsst")
 PACED_FRACTION = 0.5  # of the full run's rate
 PACED_SECONDS = 40.0  # alerts sent in the paced run: rate x this (at most the whole stream)
 LONG_SECONDS = 600.0
+LONG_ALERTS_PER_OBJECT = 150  # the long run's stream: at most the last 150 detections of each object
 
 
 def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None, duration_s=None) -> int:
@@ -156,14 +157,25 @@ def run(out_dir: str | Path, kafka: LocalKafka, flavours: tuple[str, ...] = FLAV
 
 
 def run_long(out_dir: str | Path, kafka: LocalKafka, rate: float, seconds: float = LONG_SECONDS) -> dict:
-    """ZTF-like alerts of every detection of the objects at `rate` for `seconds`: is the plugin's RSS flat?"""
+    """ZTF-like alerts at `rate` for `seconds` after the same warm-up: is the plugin's RSS flat?"""
     scratch = Path(out_dir) / "e2e-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     objects = stream.long_objects()
+    per_object = min(LONG_ALERTS_PER_OBJECT, int(rate * seconds / len(objects)) + 1)
+    warm_up, payloads, stats = stream.build_streams(objects, "ztf", alerts_per_object=per_object)
+    warm_topic = _topic(kafka, "bench-long-warm-up")
+    _produce(kafka, warm_topic, warm_up)
+    _plugin(kafka, scratch, "long-warm-up", warm_topic, "full", None).start().finish()
     topic = _topic(kafka, "bench-long")
-    plugin = _plugin(kafka, scratch, "long", topic, "full", None).start()
+    store = scratch / "long-warm-up.sqlite"
+    plugin = _plugin(kafka, scratch, "long", topic, "full", None, store).start()
     started = time.monotonic()
-    sent = _produce(kafka, topic, stream.every_detection(objects, "ztf"), rate=rate, duration_s=seconds)
-    result = plugin.finish() | {"rate_alerts_per_s": rate, "sent": sent, "send_s": time.monotonic() - started}
+    sent = _produce(kafka, topic, payloads, rate=rate, duration_s=seconds)
+    result = plugin.finish() | {
+        "stream": stats.as_dict(),
+        "rate_alerts_per_s": rate,
+        "sent": sent,
+        "send_s": time.monotonic() - started,
+    }
     (Path(out_dir) / "long_bench.json").write_text(json.dumps(result, indent=2))
     return result

@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only", choices=PARTS, action="append", help=f"run only these parts (default {DEFAULT_PARTS})"
     )
     parser.add_argument("--long", action="store_true", help="also the 10-minute memory run (ZTF-like, paced)")
+    parser.add_argument(
+        "--long-rate", type=float, help="alerts/s of the long run (default: half the ZTF full run's, else 30)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     todo = args.only or list(DEFAULT_PARTS)
@@ -138,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["e2e"] = e2e_bench.run(args.out, kafka)
             if args.long:
                 ztf = (results.get("e2e") or {}).get("ztf", {}).get("runs", {}).get("full", {})
-                rate = 0.5 * ztf["alerts_per_s"] if ztf else 100.0
+                rate = args.long_rate or (0.5 * ztf["alerts_per_s"] if ztf else 30.0)
                 print(f"\nLong run: ZTF-like at {rate:.0f} alerts/s for 10 minutes", flush=True)
                 results["long"] = e2e_bench.run_long(args.out, kafka, rate)
     results["machine"]["load_average_at_end"] = os.getloadavg()

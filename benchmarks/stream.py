@@ -2,10 +2,11 @@
 
 A live survey's alerts come for objects observed for years: the plugin's store already holds them, each
 was last classified somewhere in its trigger cycle, and each alert carries a full history window. So:
-- a warm-up alert per object (every earlier point as history) fills the store and triggers the object's
-  first classification, some detections before its end (see `warm_up_points`);
-- the measured stream is every later detection of every object, merged by time across the 200 objects as
-  a survey night interleaves them, built with the replay's own `AlertFactory` from the whole light curve.
+- a warm-up stream fills the store and leaves each object at a random point of its trigger cycle (see
+  `warm_up_points`);
+- the measured stream is the last 10 detections of every object, merged by time across the 200 objects
+  as a survey night interleaves them, built with the replay's own `AlertFactory` from the whole light
+  curve, so they re-trigger classifications at the default trigger's steady-state rate.
 
 History windows of the measured alerts:
 - ZTF-like: 30 days, as ZTF sends (CRTS's cadence puts ~10 points there).
@@ -29,7 +30,7 @@ from broker.offline.demo import DEFAULT_CRTS
 from broker.offline.replay import DEFAULT_BAND_MAP, AlertFactory, Pace, Pacer, merged_detections, prepare
 
 N_OBJECTS = 200
-ALERTS_PER_OBJECT = 15
+ALERTS_PER_OBJECT = 10  # measured alerts per object (< one trigger cycle of ~33)
 MIN_POINTS = 330  # objects with this many detections: ~300 sources of history before their last alerts
 HISTORY_DAYS = {"ztf": 30.0, "lsst": 3650.0}
 WARM_UP_HISTORY_DAYS = 3650.0  # the warm-up alert carries every earlier point
@@ -63,27 +64,30 @@ def long_objects(n_objects: int = N_OBJECTS, min_points: int = MIN_POINTS) -> li
 
 
 def warm_up_points(objects: list, alerts_per_object: int, seed: int = 0) -> list[int]:
-    """Index of each object's warm-up detection: the stream then sends every later detection.
+    """Index of each object's warm-up detection, U[0, one trigger cycle) before its measured alerts.
 
     In a live stream the store already holds each object and each was last classified at a random point
-    of its trigger cycle. The warm-up alert (all earlier points as history) puts the object in the store
-    and gets it classified; it sits alerts_per_object + U[0, one trigger cycle) detections before the end,
-    so the stream's alerts re-trigger classifications at the steady-state rate of the default trigger.
+    of its trigger cycle. The warm-up alert (every earlier point as history) puts the object in the store
+    and gets it classified; the detections between it and the measured ones go in the warm-up too. So
+    the measured alerts (the last alerts_per_object of each object, at most one cycle) re-trigger
+    classifications at the default trigger's steady-state rate, one per cycle of ~10% growth.
     """
     rng = np.random.default_rng(seed)
     growth = TriggerConfig().min_new_fraction
     out = []
     for obj in objects:
-        n = len(obj.lightcurve)
-        cycle = int(np.ceil(growth * (n - alerts_per_object))) + 1
-        out.append(max(0, n - alerts_per_object - int(rng.integers(0, cycle))))
+        first_measured = len(obj.lightcurve) - alerts_per_object
+        cycle = int(np.ceil(growth * first_measured))
+        out.append(max(0, first_measured - 1 - int(rng.integers(0, cycle))))
     return out
 
 
-def alert_indices(objects: list, firsts: list[int]) -> Iterator[tuple[int, int]]:
-    """(object k, point index) of detections firsts[k] onwards of every object, merged by time."""
-    lcs = [obj.lightcurve for obj in objects]
-    tails = [lc.select(np.arange(first, len(lc))) for lc, first in zip(lcs, firsts, strict=True)]
+def alert_indices(objects: list, firsts: list[int], ends: list[int]) -> Iterator[tuple[int, int]]:
+    """(object k, point index) of detections firsts[k] .. ends[k] - 1 of every object, merged by time."""
+    tails = [
+        obj.lightcurve.select(np.arange(first, end))
+        for obj, first, end in zip(objects, firsts, ends, strict=True)
+    ]
     for _mjd, k, i in merged_detections(tails):
         yield k, firsts[k] + i
 
@@ -104,12 +108,20 @@ def iter_payloads(
 def build_streams(
     objects: list, flavour: str, alerts_per_object: int = ALERTS_PER_OBJECT, seed: int = 0
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]], StreamStats]:
-    """(warm-up payloads: one per object, measured payloads in send order, what the measured ones hold)."""
+    """(warm-up payloads, measured payloads in send order, what the measured ones hold).
+
+    Warm-up: each object's warm-up alert (every earlier point as history), then the detections up to the
+    measured ones without history (the store holds it already). Measured: the last alerts_per_object
+    detections of every object with the flavour's history window.
+    """
     started = time.perf_counter()
     firsts = warm_up_points(objects, alerts_per_object, seed)
+    lengths = [len(obj.lightcurve) for obj in objects]
+    measured_from = [n - alerts_per_object for n in lengths]
     warm = list(iter_payloads(objects, flavour, enumerate(firsts), WARM_UP_HISTORY_DAYS))
-    later = [first + 1 for first in firsts]
-    built = list(iter_payloads(objects, flavour, alert_indices(objects, later)))
+    between = alert_indices(objects, [f + 1 for f in firsts], measured_from)
+    warm += list(iter_payloads(objects, flavour, between, history_days=0.0))
+    built = list(iter_payloads(objects, flavour, alert_indices(objects, measured_from, lengths)))
     stats = StreamStats(
         flavour=flavour,
         objects=len(objects),
@@ -124,7 +136,8 @@ def build_streams(
 
 def every_detection(objects: list, flavour: str) -> Iterator[tuple[str, bytes, int]]:
     """Every detection of every object from the first, merged by time (the long run; cold store)."""
-    return iter_payloads(objects, flavour, alert_indices(objects, [0] * len(objects)))
+    lengths = [len(obj.lightcurve) for obj in objects]
+    return iter_payloads(objects, flavour, alert_indices(objects, [0] * len(objects), lengths))
 
 
 def send(sink, payloads: Iterable[tuple], rate: float | None = None, duration_s: float | None = None) -> int:
