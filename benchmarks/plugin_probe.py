@@ -132,7 +132,9 @@ class Probe:
             return {}
         t, mb = np.array(samples).T
         slope = float(np.polyfit(t, mb, 1)[0] * 60) if len(t) > 2 and np.ptp(t) > 0 else 0.0
+        minutes = [float(mb[np.searchsorted(t, t[0] + 60 * m)]) for m in range(int((t[-1] - t[0]) // 60) + 1)]
         return {
+            "rss_by_minute_mb": minutes,  # RSS at each whole minute after the start sample
             "rss_start_mb": float(mb[0]),
             "rss_end_mb": float(mb[-1]),
             "rss_max_mb": float(mb.max()),

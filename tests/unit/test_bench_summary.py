@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.e2e_bench import overlap_estimate
-from benchmarks.plugin_probe import STAGE_ORDER, stage_table
+from benchmarks.plugin_probe import STAGE_ORDER, Probe, stage_table
 from benchmarks.run import SUMMARY_KEYS, summarise
 
 
@@ -42,3 +42,12 @@ def test_overlap_bound_hides_the_smaller_of_period_and_infer():
     estimate = overlap_estimate({"stages": stages, "busy_s": 10.0})
     assert estimate["max_saving_fraction"] == 0.2
     assert abs(estimate["max_speedup"] - 1.25) < 1e-12
+
+
+def test_memory_reports_start_end_max_slope_and_each_minute():
+    probe = Probe(pid=0, metrics_url="")
+    probe.rss_mb = [(t, 100.0 + (50.0 if t >= 30 else 0.0)) for t in range(0, 181, 1)]
+    memory = probe.memory(after_s=0.0)
+    assert (memory["rss_start_mb"], memory["rss_end_mb"], memory["rss_max_mb"]) == (100.0, 150.0, 150.0)
+    assert memory["rss_by_minute_mb"] == [100.0, 150.0, 150.0, 150.0]
+    assert memory["rss_slope_mb_per_min"] > 0
