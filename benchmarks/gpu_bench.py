@@ -45,7 +45,15 @@ def _curves(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def period_curves_per_s() -> dict:
-    """nifty-ls on the GPU (cufinufft), one heterogeneous curve per call and a batch sharing times."""
+    """The plugin's cuda period engine through period_bench.gpu_period_summary when it exists; else
+    nifty-ls on the GPU (cufinufft), one heterogeneous curve per call and a batch sharing times."""
+    from benchmarks import period_bench
+
+    engine_summary = getattr(period_bench, "gpu_period_summary", None)
+    if callable(engine_summary):
+        found = engine_summary()
+        if found:
+            return found
     from nifty_ls import lombscargle
 
     curves = _curves(N_CURVES)

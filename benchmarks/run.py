@@ -34,6 +34,8 @@ SUMMARY_KEYS = (
     "period_recovery_ours",
     "period_recovery_nifty_ls",
 )
+# Names the period bench may give its {"period_speedup_vs_nifty_ls", "period_recovery_*"} function.
+PERIOD_FUNCTIONS = ("compare_with_nifty_ls", "period_summary")
 # Names the inference bench may give its {"onnx_windows_per_s", "torch_windows_per_s"} function.
 INFERENCE_FUNCTIONS = ("compare_engines", "measure", "windows_per_s", "run")
 
@@ -42,9 +44,10 @@ def period_comparison() -> dict:
     """The period search's own comparison when it exists, else this bench's fallback."""
     from benchmarks import period_bench
 
-    compare = getattr(period_bench, "compare_with_nifty_ls", None)
-    if compare is not None:
-        return {"source": "benchmarks.period_bench.compare_with_nifty_ls"} | compare()
+    for name in PERIOD_FUNCTIONS:
+        compare = getattr(period_bench, name, None)
+        if callable(compare):
+            return {"source": f"benchmarks.period_bench.{name}"} | compare()
     from benchmarks import period_compare
 
     return period_compare.compare()

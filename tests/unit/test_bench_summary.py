@@ -51,3 +51,12 @@ def test_memory_reports_start_end_max_slope_and_each_minute():
     assert (memory["rss_start_mb"], memory["rss_end_mb"], memory["rss_max_mb"]) == (100.0, 150.0, 150.0)
     assert memory["rss_by_minute_mb"] == [100.0, 150.0, 150.0, 150.0]
     assert memory["rss_slope_mb_per_min"] > 0
+
+
+def test_period_comparison_calls_the_period_bench_function_when_it_exists(monkeypatch):
+    from benchmarks import period_bench, run
+
+    found = {"period_speedup_vs_nifty_ls": 3.5, "period_recovery_ours": 0.9, "period_recovery_nifty_ls": 0.9}
+    monkeypatch.delattr(period_bench, "compare_with_nifty_ls", raising=False)
+    monkeypatch.setattr(period_bench, "period_summary", lambda: found, raising=False)
+    assert run.period_comparison() == {"source": "benchmarks.period_bench.period_summary"} | found
