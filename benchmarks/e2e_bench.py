@@ -1,7 +1,7 @@
 """End to end through the real Kafka: plugin vs its ceiling, a paced latency run, the per-stage table.
 
 Per flavour (ZTF-like 30-day histories, LSST-like 12-month-sized histories; see benchmarks/stream.py):
-1. the stream (200 interleaved CRTS objects, ~30 detections each after a warm-up alert) goes to a topic;
+1. the stream (200 interleaved CRTS objects, their last 30 (ZTF) or 10 (LSST) detections) goes to a topic;
    a warm-up run of the plugin on the warm-up alerts fills a store, copied for the full and paced runs;
 2. full run: `varstream run` (separate process, shipped defaults: trigger, bundles, batch size) drains it;
 3. ceiling run: the same topic, a new group, `[run] mode = "ceiling"` (consume, decode, commit only);
