@@ -1,46 +1,157 @@
-"""`make bench`: every benchmark side by side in one run; tables on stdout, JSON under --out.
+"""`make bench`: every benchmark side by side in one run; tables on stdout, OUT/bench/bench.json.
 
-Ratios, not absolute times, are the results to compare across machines (this one has 2 shared cores).
+bench.json's "summary" holds exactly SUMMARY_KEYS (None where a part was not run), plus gpu_* keys when a
+GPU was used. Parts measure the plugin through its public entry points (the `varstream run` process, its
+summary and /metrics; `search_periods`; the inference runtime), so they follow the code they run on.
+Absolute numbers on a shared 2-core machine are noisy (the load average is recorded); ratios carry further.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 import json
+import os
+import platform
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the repo root
 
-from benchmarks import decode_bench, e2e_bench, period_bench, replay_bench
+from benchmarks import report
 
-PARTS = ("period", "decode", "replay", "e2e")
+PARTS = ("period", "inference", "decode", "e2e", "replay", "period-backends")
+DEFAULT_PARTS = ("period", "inference", "decode", "e2e")
+SUMMARY_KEYS = (
+    "ztf_alerts_per_s",
+    "lsst_365d_alerts_per_s",
+    "ztf_ceiling_alerts_per_s",
+    "lsst_365d_ceiling_alerts_per_s",
+    "paced_p99_latency_s",
+    "period_speedup_vs_nifty_ls",
+    "period_recovery_ours",
+    "period_recovery_nifty_ls",
+)
+# Names the period bench may give its {"period_speedup_vs_nifty_ls", "period_recovery_*"} function.
+PERIOD_FUNCTIONS = ("compare_with_nifty_ls", "period_summary")
+# Names the inference bench may give its {"onnx_windows_per_s", "torch_windows_per_s"} function.
+INFERENCE_FUNCTIONS = ("compare_engines", "measure", "windows_per_s", "run")
+
+
+def period_comparison() -> dict:
+    """The period search's own comparison when it exists, else this bench's fallback."""
+    from benchmarks import period_bench
+
+    for name in PERIOD_FUNCTIONS:
+        compare = getattr(period_bench, name, None)
+        if callable(compare):
+            return {"source": f"benchmarks.period_bench.{name}"} | compare()
+    from benchmarks import period_compare
+
+    return period_compare.compare()
+
+
+def inference_comparison(out_dir: Path) -> dict | None:
+    """ONNX vs torch windows/s from benchmarks/inference_bench.py, when that module exists."""
+    try:
+        module = importlib.import_module("benchmarks.inference_bench")
+    except ModuleNotFoundError:
+        return None
+    for name in INFERENCE_FUNCTIONS:
+        fn = getattr(module, name, None)
+        if callable(fn):
+            wants_dir = any(
+                p.default is inspect.Parameter.empty for p in inspect.signature(fn).parameters.values()
+            )
+            return {"source": f"benchmarks.inference_bench.{name}"} | dict(fn(out_dir) if wants_dir else fn())
+    return None
+
+
+def summarise(results: dict) -> dict:
+    e2e, period = results.get("e2e") or {}, results.get("period") or {}
+
+    def run_value(flavour: str, mode: str, key: str):
+        return ((e2e.get(flavour) or {}).get("runs") or {}).get(mode, {}).get(key)
+
+    p99 = [run_value(f, "paced", "latency_p99_s") for f in ("ztf", "lsst")]
+    p99 = [v for v in p99 if v is not None]
+    summary = {
+        "ztf_alerts_per_s": run_value("ztf", "full", "alerts_per_s"),
+        "lsst_365d_alerts_per_s": run_value("lsst", "full", "alerts_per_s"),
+        "ztf_ceiling_alerts_per_s": run_value("ztf", "ceiling", "alerts_per_s"),
+        "lsst_365d_ceiling_alerts_per_s": run_value("lsst", "ceiling", "alerts_per_s"),
+        "paced_p99_latency_s": max(p99) if p99 else None,  # the worse flavour
+        "period_speedup_vs_nifty_ls": period.get("period_speedup_vs_nifty_ls"),
+        "period_recovery_ours": period.get("period_recovery_ours"),
+        "period_recovery_nifty_ls": period.get("period_recovery_nifty_ls"),
+    }
+    assert tuple(summary) == SUMMARY_KEYS
+    gpu = results.get("gpu") or {}
+    return summary | {k: v for k, v in gpu.items() if k.startswith("gpu_")}
+
+
+def machine() -> dict:
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("OUT/bench"))
-    parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts (repeatable)")
+    parser.add_argument(
+        "--only", choices=PARTS, action="append", help=f"run only these parts (default {DEFAULT_PARTS})"
+    )
+    parser.add_argument("--long", action="store_true", help="also the 10-minute memory run (ZTF-like, paced)")
+    parser.add_argument(
+        "--long-rate", type=float, help="alerts/s of the long run (default: half the ZTF full run's, else 30)"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = args.only or list(PARTS)
-    results = {}
+    todo = args.only or list(DEFAULT_PARTS)
+    started = time.monotonic()
+    results: dict = {"machine": machine()}
     if "period" in todo:
-        results["period"] = period_bench.run(args.out)
+        results["period"] = period_comparison()
+    if "period-backends" in todo:
+        from benchmarks import period_bench
+
+        results["period_backends"] = period_bench.run(args.out)
+    if "inference" in todo:
+        results["inference"] = inference_comparison(args.out)
     if "decode" in todo:
+        from benchmarks import decode_bench
+
         results["decode"] = decode_bench.run(args.out)
-    if "replay" in todo or "e2e" in todo:
+    from benchmarks import gpu_bench
+
+    if gpu_bench.cuda_card() is not None:
+        results["gpu"] = gpu_bench.run(args.out)
+    if {"replay", "e2e"} & set(todo) or args.long:
+        from benchmarks import e2e_bench, replay_bench
         from broker.offline.local_kafka import LocalKafka
 
         with LocalKafka() as kafka:
             if "replay" in todo:
                 results["replay"] = replay_bench.run(args.out, bootstrap=kafka.bootstrap_servers)
-                print("\nReplay as fast as possible, one core")
-                for case in results["replay"]["cases"]:
-                    print(f"{case['flavour']:5} -> {case['sink']:7} {case['alerts_per_s']:8.0f} alerts/s")
             if "e2e" in todo:
+                print("\nEnd to end through Kafka (each run: a `varstream run` process)", flush=True)
                 results["e2e"] = e2e_bench.run(args.out, kafka)
+            if args.long:
+                ztf = (results.get("e2e") or {}).get("ztf", {}).get("runs", {}).get("full", {})
+                rate = args.long_rate or (0.5 * ztf["alerts_per_s"] if ztf else 30.0)
+                print(f"\nLong run: ZTF-like at {rate:.0f} alerts/s for 10 minutes", flush=True)
+                results["long"] = e2e_bench.run_long(args.out, kafka, rate)
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["machine"]["bench_minutes"] = (time.monotonic() - started) / 60
+    results = {"summary": summarise(results)} | results
     (args.out / "bench.json").write_text(json.dumps(results, indent=2, default=float))
+    report.print_tables(results)
     print(f"\nwritten to {args.out}/bench.json")
     return 0
 

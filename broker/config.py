@@ -20,6 +20,7 @@ INPUT_FORMATS = ("auto", "ztf", "lsst")
 DELIVERY_MODES = ("at-least-once", "exactly-once")
 INFERENCE_ENGINES = ("auto", "onnx", "torch")
 HISTORY_MODES = ("full", "lazy")
+RUN_MODES = ("full", "ceiling")  # ceiling: the bench's upper bound (decode and commit only)
 
 
 @dataclass
@@ -105,6 +106,9 @@ class RunConfig:
     summary_path: str = ""  # JSON of the run's counts, written at exit
     idle_exit_s: float = 0.0  # exit cleanly after this long without messages (0 = run forever)
     max_alerts: int = 0  # exit cleanly after this many alerts (0 = no limit)
+    # "ceiling" (benchmarks only): consume, decode and commit; nothing stored or classified, each decoded
+    # alert skipped as ceiling_mode. The bench divides the plugin's rate by this one.
+    mode: str = "full"
 
 
 @dataclass
@@ -149,6 +153,7 @@ class Config:
         )
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
         _check(i.engine in INFERENCE_ENGINES, "inference.engine", i.engine, f"one of {INFERENCE_ENGINES}")
+        _check(self.run.mode in RUN_MODES, "run.mode", self.run.mode, f"one of {RUN_MODES}")
         m = self.metrics
         _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
         _check(m.stall_after_s > 0, "metrics.stall_after_s", m.stall_after_s, "> 0")

@@ -1,0 +1,211 @@
+"""`varstream run` as a separate process, watched from outside: its RSS and its Prometheus stage metrics.
+
+The bench reads the plugin only through what an operator sees: the run summary it writes at exit, the
+/metrics endpoint (varstream_stage_latency_seconds sum/count per stage) and the process's resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+
+from broker.offline.demo import start_plugin, wait_until_consuming
+
+# The stages of issue 12's table, in pipeline order; a stage the plugin does not time separately is None
+# (today "trigger" is timed inside "store").
+STAGE_ORDER = ("consume", "decode", "store", "trigger", "period", "fold", "infer", "produce", "commit")
+STAGE_METRIC = "varstream_stage_latency_seconds"
+SAMPLE_EVERY_S = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def plugin_config(
+    path: Path,
+    bootstrap: str,
+    topic: str,
+    group: str,
+    metrics_port: int,
+    *,
+    mode: str = "full",
+    schema_dir: Path | None = None,
+    idle_exit_s: float = 5.0,
+    store: Path | None = None,
+) -> Path:
+    """A config with the shipped defaults (trigger, bundles, batch size) except topics, store and exit.
+
+    store: an existing store to continue from; None: a fresh one next to the config."""
+    schema = f'schema_dirs = ["{schema_dir}"]' if schema_dir else ""
+    if store is None:
+        store = path.with_suffix(".sqlite")
+        store.unlink(missing_ok=True)
+    path.write_text(f"""[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+input_topics = ["{topic}"]
+output_topic = "{topic}-out"
+dead_letter_topic = "{topic}-dlq"
+{schema}
+[store]
+path = "{store}"
+[metrics]
+host = "127.0.0.1"
+port = {metrics_port}
+[run]
+mode = "{mode}"
+idle_exit_s = {idle_exit_s}
+summary_path = "{path.with_suffix(".summary.json")}"
+""")
+    return path
+
+
+@dataclass
+class Probe:
+    """Samples a process's RSS and its /metrics every SAMPLE_EVERY_S seconds in a thread."""
+
+    pid: int
+    metrics_url: str
+    rss_mb: list[tuple[float, float]] = field(default_factory=list)  # (seconds since start, MB)
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (sum s, count)
+    consumed: float = 0.0
+    scrapes: int = 0
+    scrape_error: str | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Probe:
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _loop(self) -> None:
+        process = psutil.Process(self.pid)
+        while not self._stop.is_set():
+            try:
+                self.rss_mb.append((time.monotonic() - self._started, process.memory_info().rss / 2**20))
+            except psutil.Error:
+                return  # exited
+            self._scrape()
+            self._stop.wait(SAMPLE_EVERY_S)
+
+    def _scrape(self) -> None:
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            self.scrape_error = repr(exc)
+            return  # not up yet, or gone: the last good scrape stands
+        self.scrapes += 1
+        sums, counts = {}, {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == STAGE_METRIC + "_sum":
+                    sums[sample.labels["stage"]] = sample.value
+                elif sample.name == STAGE_METRIC + "_count":
+                    counts[sample.labels["stage"]] = sample.value
+                elif sample.name == "varstream_alerts_consumed_total":
+                    self.consumed = sample.value
+        if sum(counts.values()) >= sum(c for _, c in self.stages.values()):  # counters only grow
+            self.stages = {s: (sums[s], counts.get(s, 0.0)) for s in sums}
+
+    def memory(self, after_s: float = 0.0) -> dict:
+        """start (first sample after `after_s`), end and max RSS [MB] and the samples' slope [MB/min]."""
+        samples = [(t, mb) for t, mb in self.rss_mb if t >= after_s] or self.rss_mb
+        if not samples:
+            return {}
+        t, mb = np.array(samples).T
+        slope = float(np.polyfit(t, mb, 1)[0] * 60) if len(t) > 2 and np.ptp(t) > 0 else 0.0
+        minutes = [float(mb[np.searchsorted(t, t[0] + 60 * m)]) for m in range(int((t[-1] - t[0]) // 60) + 1)]
+        return {
+            "rss_by_minute_mb": minutes,  # RSS at each whole minute after the start sample
+            "rss_start_mb": float(mb[0]),
+            "rss_end_mb": float(mb[-1]),
+            "rss_max_mb": float(mb.max()),
+            "rss_slope_mb_per_min": slope,
+            "samples": len(mb),
+        }
+
+
+def stage_table(stages: dict[str, tuple[float, float]], alerts: int, busy_s: float) -> list[dict]:
+    """One row per stage of STAGE_ORDER: total seconds, batches, ms per alert, share of busy time."""
+    rows = []
+    for stage in STAGE_ORDER:
+        if stage not in stages:
+            rows.append(
+                {"stage": stage, "seconds": None, "batches": None, "ms_per_alert": None, "share": None}
+            )
+            continue
+        seconds, batches = stages[stage]
+        rows.append(
+            {
+                "stage": stage,
+                "seconds": seconds,
+                "batches": int(batches),
+                "ms_per_alert": 1e3 * seconds / alerts if alerts else None,
+                "share": seconds / busy_s if busy_s > 0 else None,
+            }
+        )
+    return rows
+
+
+@dataclass
+class PluginRun:
+    """One plugin process on one topic: start, wait until it consumes, then until it exits idle."""
+
+    config_path: Path
+    bootstrap: str
+    group: str
+    metrics_port: int
+
+    def start(self) -> PluginRun:
+        self.process = start_plugin(self.config_path, self.config_path.with_suffix(".log"))
+        self.probe = Probe(self.process.pid, f"http://127.0.0.1:{self.metrics_port}/metrics").start()
+        wait_until_consuming(self.bootstrap, self.group, self.process)
+        self.consuming_after_s = time.monotonic() - self.probe._started
+        return self
+
+    def finish(self, timeout_s: float = 1800) -> dict:
+        """Wait for the exit; the run summary with the stage table and memory added."""
+        try:
+            code = self.process.wait(timeout_s)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+            self.probe.stop()
+        log = self.config_path.with_suffix(".log")
+        if code != 0:
+            raise RuntimeError(f"plugin exited {code}: {log.read_text(errors='replace')[-2000:]}")
+        summary = json.loads(self.config_path.with_suffix(".summary.json").read_text())
+        lat = np.asarray(summary.pop("latencies_s"))
+        busy = summary["busy_seconds"]
+        return {
+            "alerts": summary["alerts_in"],
+            "annotated": summary["annotated"],
+            "skipped": summary["skipped"],
+            "dead_lettered": summary["dead_lettered"],
+            "accounting_holds": summary["accounting_holds"],
+            "busy_s": busy,
+            "alerts_per_s": summary["throughput_alerts_per_s"],
+            "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
+            "latency_p99_s": float(np.percentile(lat, 99)) if len(lat) else None,
+            "stages": stage_table(self.probe.stages, summary["alerts_in"], busy),
+            "memory": self.probe.memory(after_s=self.consuming_after_s),
+            "metrics_scrapes": self.probe.scrapes,
+        }

@@ -1,0 +1,62 @@
+"""The bench's summary contract (exactly the issue's keys, plus gpu_* ones) and its per-stage arithmetic."""
+
+from __future__ import annotations
+
+from benchmarks.e2e_bench import overlap_estimate
+from benchmarks.plugin_probe import STAGE_ORDER, Probe, stage_table
+from benchmarks.run import SUMMARY_KEYS, summarise
+
+
+def _run(alerts_per_s, p99=None):
+    return {"alerts_per_s": alerts_per_s, "latency_p99_s": p99}
+
+
+def test_summary_has_exactly_the_issue_keys_when_nothing_ran():
+    assert summarise({}) == dict.fromkeys(SUMMARY_KEYS)
+
+
+def test_summary_takes_the_worse_paced_p99_and_adds_only_gpu_keys():
+    e2e = {
+        "ztf": {"runs": {"full": _run(500.0), "ceiling": _run(2000.0), "paced": _run(250.0, 0.4)}},
+        "lsst": {"runs": {"full": _run(90.0), "ceiling": _run(150.0), "paced": _run(45.0, 2.5)}},
+    }
+    period = {"period_speedup_vs_nifty_ls": 3.2, "period_recovery_ours": 0.7, "period_recovery_nifty_ls": 0.7}
+    gpu = {"gpu_card": "H200", "gpu_windows_per_s": 1e5, "other": 1}
+    summary = summarise({"e2e": e2e, "period": period | {"extra": 1}, "gpu": gpu})
+    assert list(summary) == [*SUMMARY_KEYS, "gpu_card", "gpu_windows_per_s"]
+    assert summary["paced_p99_latency_s"] == 2.5
+    assert summary["lsst_365d_ceiling_alerts_per_s"] == 150.0
+    assert summary["period_speedup_vs_nifty_ls"] == 3.2
+
+
+def test_stage_table_lists_every_stage_and_marks_untimed_ones():
+    rows = stage_table({"decode": (2.0, 4.0), "infer": (6.0, 4.0)}, alerts=1000, busy_s=10.0)
+    assert [r["stage"] for r in rows] == list(STAGE_ORDER)
+    decode = rows[STAGE_ORDER.index("decode")]
+    assert decode["ms_per_alert"] == 2.0 and decode["share"] == 0.2 and decode["batches"] == 4
+    assert rows[STAGE_ORDER.index("trigger")]["seconds"] is None
+
+
+def test_overlap_bound_hides_the_smaller_of_period_and_infer():
+    stages = stage_table({"period": (2.0, 1.0), "infer": (5.0, 1.0)}, alerts=10, busy_s=10.0)
+    estimate = overlap_estimate({"stages": stages, "busy_s": 10.0})
+    assert estimate["max_saving_fraction"] == 0.2
+    assert abs(estimate["max_speedup"] - 1.25) < 1e-12
+
+
+def test_memory_reports_start_end_max_slope_and_each_minute():
+    probe = Probe(pid=0, metrics_url="")
+    probe.rss_mb = [(t, 100.0 + (50.0 if t >= 30 else 0.0)) for t in range(0, 181, 1)]
+    memory = probe.memory(after_s=0.0)
+    assert (memory["rss_start_mb"], memory["rss_end_mb"], memory["rss_max_mb"]) == (100.0, 150.0, 150.0)
+    assert memory["rss_by_minute_mb"] == [100.0, 150.0, 150.0, 150.0]
+    assert memory["rss_slope_mb_per_min"] > 0
+
+
+def test_period_comparison_calls_the_period_bench_function_when_it_exists(monkeypatch):
+    from benchmarks import period_bench, run
+
+    found = {"period_speedup_vs_nifty_ls": 3.5, "period_recovery_ours": 0.9, "period_recovery_nifty_ls": 0.9}
+    monkeypatch.delattr(period_bench, "compare_with_nifty_ls", raising=False)
+    monkeypatch.setattr(period_bench, "period_summary", lambda: found, raising=False)
+    assert run.period_comparison() == {"source": "benchmarks.period_bench.period_summary"} | found
