@@ -1,0 +1,248 @@
+"""`search_periods`: the batch path from light curves to one `PeriodResult` each.
+
+Steps: prepare every curve once (grid, centred or per-band magnitudes); one engine call over every band
+series of the batch (threads over the batch); combine bands (sum of chi^2 reductions); then either
+today's choice (highest grid point, capped grids refined around it) or, when coarse-to-fine or the
+harmonic choice is on, the best coarse peaks refined exactly on the native grid and, for "harmonic", the
+candidate periods refitted with a multi-harmonic model and chosen by BIC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from broker.period import harmonic
+from broker.period.engines import run_engine
+from broker.period.grid import FrequencyGrid, Prepared, prepare
+from broker.period.settings import PeriodResult, PeriodSearchConfig
+from models.lightcurve import LightCurve
+
+DAILY_ALIASES = (-2.0, -1.0, 1.0, 2.0)  # cycles/day added to a peak: the aliases of a nightly cadence
+PEAKS_PER_CANDIDATE = 8  # coarse peaks refined per harmonic candidate (coarse-to-fine)
+DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
+
+
+@dataclass(frozen=True)
+class _Choice:
+    frequency: float
+    power: float  # LS power of the peak carrying the period
+    runner_up: float  # frequency, NaN when none
+
+
+def search_periods(
+    lightcurves: Sequence[LightCurve],
+    config: PeriodSearchConfig,
+    *,
+    engine: str = "auto",
+    threads: int = 1,
+) -> list[PeriodResult]:
+    """Best period of each light curve, one `PeriodResult` per input, in order.
+
+    config: the science (from the bundle). engine, threads: which periodogram engine computes it and over
+    how many threads the batch is split (operator settings; every engine gives the same powers).
+    """
+    prepared = [prepare(lc, config) for lc in lightcurves]
+    todo = [i for i, (p, _) in enumerate(prepared) if p is not None]
+    curves = [prepared[i][0] for i in todo]
+    coarse = config.coarse_factor
+    grids = [_coarse_grid(p.grid, coarse) if coarse > 1 else p.grid for p in curves]
+    powers = _periodograms(curves, grids, engine, threads)
+
+    legacy = coarse == 1 and config.peak_choice == "max"
+    choices = (_legacy_choices if legacy else _refined_choices)(
+        curves, grids, powers, config, engine, threads
+    )
+
+    results: list[PeriodResult] = []
+    found = dict(zip(todo, choices, strict=True))
+    fap = _faps(curves, [found[i][0] for i in todo])
+    fap_of = dict(zip(todo, fap, strict=True))
+    for i, (_, skip_reason) in enumerate(prepared):
+        if i not in found:
+            results.append(PeriodResult(math.nan, 0.0, 1.0, 0, skip_reason))
+            continue
+        choice, n_frequencies = found[i]
+        runner_up = 1.0 / choice.runner_up if math.isfinite(choice.runner_up) else math.nan
+        results.append(
+            PeriodResult(
+                1.0 / choice.frequency, choice.power, float(fap_of[i]), n_frequencies, None, runner_up
+            )
+        )
+    return results
+
+
+def periodogram(
+    lightcurve: LightCurve,
+    config: PeriodSearchConfig,
+    grid: FrequencyGrid | None = None,
+    engine: str = "auto",
+) -> np.ndarray:
+    """(grid.n,) power of one light curve on `grid` (default: its searched grid), bands as `config` says.
+
+    Raises ValueError when the light curve cannot be searched (the skip reason is in the message)."""
+    p, skip_reason = prepare(lightcurve, config)
+    if p is None:
+        raise ValueError(f"light curve cannot be searched: {skip_reason}")
+    return _periodograms([p], [grid or p.grid], engine, 1)[0]
+
+
+def _coarse_grid(grid: FrequencyGrid, factor: int) -> FrequencyGrid:
+    return FrequencyGrid(grid.f0, grid.df * factor, (grid.n - 1) // factor + 1)
+
+
+def _bands(p: Prepared) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(t, y, weights) of every usable band of `p`."""
+    return [(s.t, s.y, s.dy**-2.0) for s in p.band_series(p.grid)]
+
+
+def _periodograms(
+    curves: list[Prepared], grids: list[FrequencyGrid], engine: str, threads: int
+) -> list[np.ndarray]:
+    """One (grid.n,) power array per curve; several bands combine as sum(chi2_0,b · P_b) / sum(chi2_0,b)."""
+    per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
+    flat = run_engine(engine, [s for series in per_curve for s in series], threads)
+    out, at = [], 0
+    for series in per_curve:
+        band_powers, at = flat[at : at + len(series)], at + len(series)
+        if len(series) == 1:
+            out.append(band_powers[0])
+            continue
+        chi2_0 = [harmonic.band_chi2(s.t, s.y, s.dy**-2.0, np.empty(0), 1)[1] for s in series]
+        out.append(sum(c * pw for c, pw in zip(chi2_0, band_powers, strict=True)) / sum(chi2_0))
+    return out
+
+
+def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[_Choice, int]]:
+    """The first bundles' choice: the highest grid point; a capped grid is refined once around it on the
+    native step (±1 coarse step) with the same engine."""
+    capped = [k for k, p in enumerate(curves) if p.grid.df > p.native_df * (1 + 1e-9)]
+    local = {k: _local_grid(curves[k], powers[k]) for k in capped}
+    fine = dict(
+        zip(
+            capped,
+            _periodograms([curves[k] for k in capped], list(local.values()), engine, threads),
+            strict=True,
+        )
+    )
+    out = []
+    for k, p in enumerate(curves):
+        grid, power = (local[k], fine[k]) if k in fine else (grids[k], powers[k])
+        best = int(np.argmax(power))
+        frequency = grid.f0 + grid.df * best
+        # runner-up: the highest other local maximum of the searched grid, > 1% away in frequency
+        peaks = _local_maxima(powers[k])
+        freqs = grids[k].f0 + grids[k].df * peaks
+        other = peaks[np.abs(freqs / frequency - 1) > DIFFERENT]
+        runner = (
+            float(freqs[np.abs(freqs / frequency - 1) > DIFFERENT][np.argmax(powers[k][other])])
+            if len(other)
+            else math.nan
+        )
+        n_frequencies = p.grid.n + (local[k].n if k in fine else 0)
+        out.append((_Choice(frequency, float(power[best]), runner), n_frequencies))
+    return out
+
+
+def _local_grid(p: Prepared, power: np.ndarray) -> FrequencyGrid:
+    """Native-step grid spanning ±1 coarse step around the coarse peak (capped grids)."""
+    grid = p.grid
+    peak = grid.f0 + grid.df * int(np.argmax(power))
+    first = max(0, math.floor((peak - grid.df - grid.f0) / p.native_df))
+    last = math.ceil((min(grid.fmax, peak + grid.df) - grid.f0) / p.native_df)
+    return FrequencyGrid(grid.f0 + first * p.native_df, p.native_df, last - first + 1)
+
+
+def _local_maxima(power: np.ndarray) -> np.ndarray:
+    """Indices of interior and edge points not below either neighbour."""
+    left = np.r_[True, power[1:] >= power[:-1]]
+    right = np.r_[power[:-1] >= power[1:], True]
+    return np.flatnonzero(left & right)
+
+
+def _refined_choices(curves, grids, powers, config, engine, threads) -> list[tuple[_Choice, int]]:
+    """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit."""
+    out = []
+    for p, grid, power in zip(curves, grids, powers, strict=True):
+        bands = _bands(p)
+        n_peaks = PEAKS_PER_CANDIDATE * config.candidates
+        peaks = _local_maxima(power)
+        peaks = peaks[np.argsort(power[peaks])[::-1][:n_peaks]]
+        # every native-grid point within one coarse step of each coarse peak
+        half = max(1, round(grid.df / p.native_df))
+        n_native = math.floor((p.grid.fmax - p.grid.f0) / p.native_df + 1e-9) + 1
+        centre = np.rint((grid.f0 + grid.df * peaks - p.grid.f0) / p.native_df).astype(int)
+        index = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, n_native - 1)
+        fine = harmonic.power(bands, (p.grid.f0 + p.native_df * index).ravel()).reshape(index.shape)
+        best_in_peak = np.argmax(fine, axis=1)
+        peak_freq = p.grid.f0 + p.native_df * index[np.arange(len(index)), best_in_peak]
+        peak_power = fine[np.arange(len(index)), best_in_peak]
+        order = np.argsort(peak_power)[::-1]
+        peak_freq, peak_power = peak_freq[order], peak_power[order]
+        n_frequencies = grid.n + index.size
+        if config.peak_choice == "max":
+            other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
+            runner = float(peak_freq[other][0]) if other.any() else math.nan
+            out.append((_Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies))
+            continue
+        choice, n_fits = _harmonic_choice(p, bands, peak_freq, config)
+        out.append((choice, n_frequencies + n_fits))
+    return out
+
+
+def _harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSearchConfig):
+    """Choose among the top peaks, their daily aliases and their doubled periods by BIC.
+
+    Each candidate frequency f is fitted with `harmonic_terms` harmonics (per band; fewer when a band is
+    sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
+    eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
+    Candidates are polished on a 5-point grid of ±1 native step. Returns (choice, frequencies evaluated)."""
+    # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
+    sparsest = min(len(t) for t, _, _ in bands)
+    terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
+    fmin, fmax = p.grid.f0, p.grid.fmax
+    # with one term the refit is the periodogram itself: only the 2P test can add information
+    seeds = list(peak_freq[: config.candidates] if terms > 1 else peak_freq[:1])
+    for f in peak_freq[: 2 if terms > 1 else 0]:
+        seeds += [abs(f + k) for k in DAILY_ALIASES]
+    seeds = np.array([f for f in seeds if fmin <= f <= fmax])
+    offsets = p.native_df * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    n_points = sum(len(t) for t, _, _ in bands)
+    log_n = math.log(n_points)
+
+    def best_fit(freqs: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray]:
+        grid = np.maximum(freqs[:, None] + offsets[None, :], 1e-9)
+        chi2, _ = harmonic.multiband_chi2(bands, grid.ravel(), n_terms)
+        chi2 = chi2.reshape(grid.shape)
+        at = np.argmin(chi2, axis=1)
+        return grid[np.arange(len(freqs)), at], chi2[np.arange(len(freqs)), at]
+
+    f1, chi2_1 = best_fit(seeds, terms)
+    half = seeds / 2
+    keep = half >= fmin / 2  # 2P may reach twice the longest searched period
+    f2, chi2_2 = best_fit(half[keep], 2 * terms)
+    n_bands = len(bands)
+    bic = np.r_[chi2_1 + n_bands * (2 * terms + 1) * log_n, chi2_2 + n_bands * (4 * terms + 1) * log_n]
+    freqs = np.r_[f1, f2]
+    base = np.r_[f1, 2 * f2]  # the frequency whose single-sine peak carries each candidate
+    order = np.argsort(bic)
+    chosen = order[0]
+    other = [j for j in order[1:] if abs(freqs[j] / freqs[chosen] - 1) > DIFFERENT]
+    runner = float(freqs[other[0]]) if other else math.nan
+    peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
+    return _Choice(float(freqs[chosen]), peak_power, runner), len(offsets) * (len(seeds) + int(keep.sum()))
+
+
+def _faps(curves: list[Prepared], choices: list[_Choice]) -> np.ndarray:
+    """Baluev FAPs of every chosen peak at once (grid's highest frequency, all points of the curve)."""
+    if not curves:
+        return np.empty(0)
+    return harmonic.false_alarm_probability(
+        [c.power for c in choices],
+        [p.grid.fmax for p in curves],
+        [len(p.t) for p in curves],
+        [harmonic.weighted_time_variance(p.t, p.dy) for p in curves],
+    )
