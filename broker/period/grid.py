@@ -52,7 +52,8 @@ class Prepared:
     """One light curve, checked and converted once.
 
     y: (n,) magnitudes, bands centred (centre mode) or raw (per-band mode); band_index: (n,) int in
-    [0, n_bands) (all 0 in centre mode); grid: the searched grid; native_df: 1/(oversampling·baseline).
+    [0, n_bands) (all 0 in centre mode); grid: the searched grid; native_df: 1/(oversampling·baseline);
+    y_centred: `centre_bands` magnitudes (= y in centre mode), for a coarse pass that only nominates peaks.
     """
 
     t: np.ndarray
@@ -62,6 +63,7 @@ class Prepared:
     n_bands: int
     grid: FrequencyGrid
     native_df: float
+    y_centred: np.ndarray
 
     def band_series(self, grid: FrequencyGrid) -> list[Series]:
         """One Series per band with at least 3 points and non-constant magnitudes, on `grid`."""
@@ -114,8 +116,9 @@ def prepare(lc: LightCurve, config: PeriodSearchConfig) -> tuple[Prepared | None
     baseline = float(t[-1] - t[0])
     if not baseline > config.min_period_days:
         return None, SKIP_SHORT_BASELINE
+    y_centred = centre_bands(lc)
     if config.multiband == "centre":
-        y, band_index, n_bands = centre_bands(lc), np.zeros(len(t), dtype=np.intp), 1
+        y, band_index, n_bands = y_centred, np.zeros(len(t), dtype=np.intp), 1
     else:
         y = np.array(lc.mag, dtype=np.float64)
         names, band_index = np.unique(np.asarray(lc.band).astype(str), return_inverse=True)
@@ -126,4 +129,5 @@ def prepare(lc: LightCurve, config: PeriodSearchConfig) -> tuple[Prepared | None
         return None, SKIP_CONSTANT
     grid, native_df = frequency_grid(baseline, config)
     dy = np.ascontiguousarray(lc.magerr, dtype=np.float64)
-    return Prepared(t, np.ascontiguousarray(y), dy, band_index, n_bands, grid, native_df), None
+    y, y_centred = np.ascontiguousarray(y), np.ascontiguousarray(y_centred)
+    return Prepared(t, y, dy, band_index, n_bands, grid, native_df, y_centred), None

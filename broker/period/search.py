@@ -17,11 +17,15 @@ import numpy as np
 
 from broker.period import harmonic
 from broker.period.engines import run_engine
-from broker.period.grid import FrequencyGrid, Prepared, prepare
+from broker.period.grid import FrequencyGrid, Prepared, Series, prepare
 from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
 DAILY_ALIASES = (-2.0, -1.0, 1.0, 2.0)  # cycles/day added to a peak: the aliases of a nightly cadence
+DAY_LENGTHS = (1.0, 1.0027379)  # cycles/day of a solar and a sidereal day
+MIN_ODD_SHARE = 0.02  # 2P must explain this share of the variance its P fit leaves to the odd harmonics
+POLISH_STEPS = 6  # halvings of the local step when polishing a candidate (1 native step -> 1/32)
+FINALISTS = 3  # seeds polished to their chi^2 minimum before the final comparison
 PEAKS_PER_CANDIDATE = 8  # coarse peaks refined per harmonic candidate (coarse-to-fine)
 DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
 
@@ -50,7 +54,8 @@ def search_periods(
     curves = [prepared[i][0] for i in todo]
     coarse = config.coarse_factor
     grids = [_coarse_grid(p.grid, coarse) if coarse > 1 else p.grid for p in curves]
-    powers = _periodograms(curves, grids, engine, threads)
+    # a coarse pass only nominates peaks (refined per band, exactly): one centred periodogram is enough
+    powers = _periodograms(curves, grids, engine, threads, centred=coarse > 1)
 
     legacy = coarse == 1 and config.peak_choice == "max"
     choices = (_legacy_choices if legacy else _refined_choices)(
@@ -100,10 +105,14 @@ def _bands(p: Prepared) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 
 def _periodograms(
-    curves: list[Prepared], grids: list[FrequencyGrid], engine: str, threads: int
+    curves: list[Prepared], grids: list[FrequencyGrid], engine: str, threads: int, centred: bool = False
 ) -> list[np.ndarray]:
-    """One (grid.n,) power array per curve; several bands combine as sum(chi2_0,b · P_b) / sum(chi2_0,b)."""
-    per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
+    """One (grid.n,) power array per curve; several bands combine as sum(chi2_0,b · P_b) / sum(chi2_0,b).
+    centred: one periodogram of the band-centred magnitudes instead (nominating peaks only)."""
+    if centred:
+        per_curve = [[Series(p.t, p.y_centred, p.dy, g)] for p, g in zip(curves, grids, strict=True)]
+    else:
+        per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
     flat = run_engine(engine, [s for series in per_curve for s in series], threads)
     out, at = [], 0
     for series in per_curve:
@@ -199,41 +208,78 @@ def _harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSe
     Each candidate frequency f is fitted with `harmonic_terms` harmonics (per band; fewer when a band is
     sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
     eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
-    Candidates are polished on a 5-point grid of ±1 native step. Returns (choice, frequencies evaluated)."""
+    Candidates are polished to their local chi^2 minimum. Returns (choice, frequencies evaluated)."""
     # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
     sparsest = min(len(t) for t, _, _ in bands)
     terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
     fmin, fmax = p.grid.f0, p.grid.fmax
     # with one term the refit is the periodogram itself: only the 2P test can add information
     seeds = list(peak_freq[: config.candidates] if terms > 1 else peak_freq[:1])
-    for f in peak_freq[: 2 if terms > 1 else 0]:
-        seeds += [abs(f + k) for k in DAILY_ALIASES]
+    if terms > 1:
+        seeds += list(_alias_seeds(peak_freq[:2]))
     seeds = np.array([f for f in seeds if fmin <= f <= fmax])
-    offsets = p.native_df * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     n_points = sum(len(t) for t, _, _ in bands)
     log_n = math.log(n_points)
+    evaluations = 0
 
-    def best_fit(freqs: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray]:
-        grid = np.maximum(freqs[:, None] + offsets[None, :], 1e-9)
-        chi2, _ = harmonic.multiband_chi2(bands, grid.ravel(), n_terms)
-        chi2 = chi2.reshape(grid.shape)
-        at = np.argmin(chi2, axis=1)
-        return grid[np.arange(len(freqs)), at], chi2[np.arange(len(freqs)), at]
+    def fit(freqs: np.ndarray, n_terms: int, polish: bool) -> tuple[np.ndarray, np.ndarray]:
+        """chi^2 at each frequency; with `polish`, after moving each to its local chi^2 minimum by
+        successive halving of a ±step bracket (1 native step down to 1/2^POLISH_STEPS)."""
+        nonlocal evaluations
+        if not polish:
+            evaluations += len(freqs)
+            return freqs, harmonic.multiband_chi2(bands, freqs, n_terms)[0]
+        step, best = p.native_df, freqs.copy()
+        chi2_best = np.full(len(freqs), np.inf)
+        for _ in range(POLISH_STEPS):
+            trial = np.maximum(best[:, None] + step * np.array([-1.0, 0.0, 1.0])[None, :], 1e-9)
+            chi2 = harmonic.multiband_chi2(bands, trial.ravel(), n_terms)[0].reshape(trial.shape)
+            at = np.argmin(chi2, axis=1)
+            best, chi2_best = trial[np.arange(len(freqs)), at], chi2[np.arange(len(freqs)), at]
+            evaluations += trial.size
+            step /= 2
+        return best, chi2_best
 
-    f1, chi2_1 = best_fit(seeds, terms)
-    half = seeds / 2
-    keep = half >= fmin / 2  # 2P may reach twice the longest searched period
-    f2, chi2_2 = best_fit(half[keep], 2 * terms)
     n_bands = len(bands)
-    bic = np.r_[chi2_1 + n_bands * (2 * terms + 1) * log_n, chi2_2 + n_bands * (4 * terms + 1) * log_n]
-    freqs = np.r_[f1, f2]
-    base = np.r_[f1, 2 * f2]  # the frequency whose single-sine peak carries each candidate
-    order = np.argsort(bic)
-    chosen = order[0]
-    other = [j for j in order[1:] if abs(freqs[j] / freqs[chosen] - 1) > DIFFERENT]
-    runner = float(freqs[other[0]]) if other else math.nan
+    p1, p2 = n_bands * (2 * terms + 1), n_bands * (4 * terms + 1)
+    chi2_0 = harmonic.multiband_chi2(bands, np.empty(0), 1)[1]
+
+    def bic(polish: bool, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frequencies, BIC, base frequencies), each (2, len(seeds)): row 0 the seed at P with `terms`
+        harmonics, row 1 at 2P with 2·terms (BIC inf where 2P is out of range or not worth it)."""
+        f1, chi2_1 = fit(seeds, terms, polish)
+        f2, chi2_2 = fit(seeds / 2, 2 * terms, polish)
+        # chi^2 in units of the best model's residual variance (at least the quoted errors): with
+        # underfit shapes or underestimated errors a raw chi^2 gap would favour extra parameters (2P)
+        scale = max(1.0, float(np.min(chi2_2)) / max(n_points - p2, 1))
+        # the odd harmonics must matter to the shape (unequal eclipses do; a Cepheid's 0.2% does not)
+        odd_share = (chi2_1 - chi2_2) / np.maximum(chi2_0 - chi2_2, 1e-300)
+        worth_it = (odd_share >= MIN_ODD_SHARE) & (f2 >= fmin / 2)  # 2P up to twice the longest period
+        bic_2 = np.where(worth_it, chi2_2 / scale + p2 * log_n, np.inf)
+        return np.stack([f1, f2]), np.stack([chi2_1 / scale + p1 * log_n, bic_2]), np.stack([f1, 2 * f2])
+
+    # every seed at its grid frequency; then the best FINALISTS seeds polished and compared again
+    first_freqs, first_score, _ = bic(False, seeds)
+    finalists = np.sort(np.argsort(first_score.min(axis=0))[:FINALISTS])
+    freqs, score, base = bic(True, seeds[finalists])
+    chosen = np.unravel_index(np.argmin(score), score.shape)
+    f_best = freqs[chosen]
+    # runner-up: the best other candidate, polished finalists first, then the other seeds as first seen
+    ranked = [(score[i], freqs[i]) for i in np.ndindex(score.shape)]
+    ranked += [(first_score[:, j].min(), first_freqs[np.argmin(first_score[:, j]), j])
+               for j in range(len(seeds)) if j not in finalists]  # fmt: skip
+    others = [f for sc, f in sorted(ranked, key=lambda r: r[0]) if np.isfinite(sc)]
+    others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
+    runner = float(others[0]) if others else math.nan
     peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
-    return _Choice(float(freqs[chosen]), peak_power, runner), len(offsets) * (len(seeds) + int(keep.sum()))
+    return _Choice(float(f_best), peak_power, runner), evaluations
+
+
+def _alias_seeds(peaks: np.ndarray) -> np.ndarray:
+    """|f + k·d| for each peak f, k in DAILY_ALIASES and d a solar or sidereal day [cycles/day]: a nightly
+    cadence puts alias peaks exactly there, as accurately as f itself."""
+    shifts = np.multiply.outer(DAILY_ALIASES, DAY_LENGTHS).ravel()
+    return np.abs(np.add.outer(peaks, shifts)).ravel()
 
 
 def _faps(curves: list[Prepared], choices: list[_Choice]) -> np.ndarray:

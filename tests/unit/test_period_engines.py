@@ -20,7 +20,7 @@ from broker.period import (
     search_periods,
     unavailable_reason,
 )
-from broker.period.harmonic import false_alarm_probability, power, weighted_time_variance
+from broker.period.harmonic import false_alarm_probability, multiband_chi2, power, weighted_time_variance
 from models.lightcurve import LightCurve
 from tests.unit.test_period import FAST, eclipsing, sinusoid
 from tests.unit.test_period_science import sparse_multiband
@@ -101,3 +101,13 @@ def test_vectorised_false_alarm_probability_is_astropys_baluev(seed):
     np.testing.assert_allclose(
         got, np.clip(expected, 0, 1), rtol=1e-5, atol=1e-12
     )  # astropy loses ~1e-6 to t^2 - mean^2
+
+
+def test_the_reference_is_astropys_exact_lomb_scargle_and_the_one_term_fit():
+    lc = curves()[0]
+    freqs = np.linspace(0.01, 9.0, 3000)
+    band = [(lc.mjd, lc.mag, lc.magerr**-2.0)]
+    exact = LombScargle(lc.mjd, lc.mag, lc.magerr).power(freqs, method="cython")
+    chi2, chi2_0 = multiband_chi2(band, freqs, 1)
+    np.testing.assert_allclose(power(band, freqs), exact, atol=1e-10)
+    np.testing.assert_allclose(1 - chi2 / chi2_0, exact, atol=1e-9)
