@@ -12,7 +12,9 @@ Recovery: |P/P_true - 1| < 1%, and separately P ≈ 2 P_true and P ≈ P_true / 
 vectorised FAP). Cost is process CPU time per curve, one thread (the machine is shared; wall time on a
 loaded core measures the neighbours); the threaded wall time is reported beside it.
 
-`period_summary()` is the entry point for `benchmarks/run.py`; `gpu_period_summary()` runs only with CUDA.
+`run(out_dir)` (what `benchmarks/run.py` calls) = `engine_table()` (every available engine on one grid,
+N=300 and 1e5 frequencies) + `period_summary()` (the issue-12 summary keys at the top level of its dict)
++ `gpu_period_summary()` (only with CUDA; otherwise {} and the reason is printed).
 Run: ``python -m benchmarks.period_bench [out_dir] [--full]`` (writes out_dir/period_bench.json).
 """
 
@@ -29,10 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from broker.period import (
+    FrequencyGrid,
     PeriodSearchConfig,
+    Series,
     available_engines,
     centre_bands,
     frequency_grid,
+    run_engine,
     search_periods,
     unavailable_reason,
 )
@@ -150,7 +155,7 @@ def _sets(limits: dict[str, int | None]) -> dict[str, list[LabelledLightCurve]]:
     return sets
 
 
-def period_summary(limits: dict[str, int | None] | None = None, out_dir: str | Path | None = None) -> dict:
+def period_summary(limits: dict[str, int | None] | None = None) -> dict:
     """Plain nifty-ls vs ours (and today's bundle search) on the same curves and grid, per set and pooled.
 
     Returns the issue-12 summary keys (period_speedup_vs_nifty_ls, period_recovery_ours,
@@ -190,10 +195,6 @@ def period_summary(limits: dict[str, int | None] | None = None, out_dir: str | P
         "period_clock": "process CPU time, one thread",
     }
     _print(summary)
-    if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "period_bench.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
@@ -201,8 +202,6 @@ def gpu_period_summary(frequencies: Sequence[int] = (100_000, 1_000_000), batch:
     """Curves/s of the cuda engine at 1e5 and 1e6 frequencies (N=300 curves); {} without CUDA."""
     if unavailable_reason("cuda") is not None:
         return {}
-    from broker.period import FrequencyGrid, Series, run_engine
-
     rng = np.random.default_rng(0)
     out = {}
     for n_freq in frequencies:
@@ -217,6 +216,39 @@ def gpu_period_summary(frequencies: Sequence[int] = (100_000, 1_000_000), batch:
         out[f"gpu_period_curves_per_s_{n_freq:.0e}_freq"] = batch / seconds
         out[f"cpu_nifty_ls_curves_per_s_{n_freq:.0e}_freq"] = 16 / cpu_seconds
     return out
+
+
+def engine_table(n_points: int = 300, n_frequencies: int = 100_000, repeats: int = 3) -> dict[str, float]:
+    """Median CPU ms of one periodogram per available engine, same curve and grid (one thread)."""
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0.0, 3000.0, n_points))
+    y = 15.0 + 0.3 * np.sin(2 * np.pi * t / 0.617) + rng.normal(0, 0.05, n_points)
+    series = [
+        Series(t, y, np.full(n_points, 0.05), FrequencyGrid(1 / 3000.0, 20.0 / n_frequencies, n_frequencies))
+    ]
+    table = {}
+    for name in available_engines():
+        run_engine(name, series)
+        samples = [_timed(lambda n=name: run_engine(n, series))[1] for _ in range(repeats)]
+        table[name] = 1e3 * float(np.median(samples))
+    print(
+        "one periodogram, N=300, 1e5 frequencies: " + ", ".join(f"{k} {v:.1f} ms" for k, v in table.items())
+    )
+    return table
+
+
+def run(out_dir: str | Path, limits: dict[str, int | None] | None = None) -> dict:
+    """Everything above, for `make bench`: engines, recovery and speed, GPU part when CUDA is present."""
+    engines = engine_table()
+    summary = period_summary(limits)
+    gpu = gpu_period_summary()
+    if not gpu:
+        print(f"GPU part skipped: {unavailable_reason('cuda')}")
+    results = {**summary, **gpu, "engines_ms_n300_1e5_frequencies": engines}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "period_bench.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 def _print(summary: dict) -> None:
@@ -241,7 +273,7 @@ def _print(summary: dict) -> None:
 
 if __name__ == "__main__":
     arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
-    limits = dict.fromkeys(DEFAULT_LIMITS) if "--full" in sys.argv else None
-    result = period_summary(limits, arguments[0] if arguments else "OUT/benchmarks")
-    gpu = gpu_period_summary()
-    print(gpu or f"GPU part skipped: {unavailable_reason('cuda')}")
+    run(
+        arguments[0] if arguments else "OUT/benchmarks",
+        dict.fromkeys(DEFAULT_LIMITS) if "--full" in sys.argv else None,
+    )
