@@ -163,6 +163,8 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
     ours_config = PeriodSearchConfig.v2()
     # the baseline and today's search on ours' range, so all three see the same grid
     today = PeriodSearchConfig(min_period_days=ours_config.min_period_days)
+    # the speed path alone (coarse-to-fine, per-band, vectorised FAP) with today's highest-peak choice
+    speed_only = dataclasses.replace(ours_config, peak_choice="max")
     sets = _sets(DEFAULT_LIMITS if limits is None else limits)
     per_set, pooled = {}, {"plain": [0.0, 0.0], "ours": [0.0, 0.0], "n": 0}
     for name, objects in sets.items():
@@ -172,11 +174,14 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
         mine, mine_s = _timed(lambda c=curves: ours(c, ours_config))
         _, mine_wall_2 = _timed(lambda c=curves: ours(c, ours_config, threads=2), time.perf_counter)
         legacy = ours(curves, today)
+        coarse_only, coarse_s = _timed(lambda c=curves: ours(c, speed_only))
         per_set[name] = {
             "n_objects": len(curves),
             "recovery_nifty_ls": recovery(plain, true),
             "recovery_ours": recovery(mine, true),
             "recovery_today_bundle_search": recovery(legacy, true),
+            "recovery_coarse_to_fine_max_peak": recovery(coarse_only, true),
+            "ms_per_curve_coarse_to_fine_max_peak": 1e3 * coarse_s / len(curves),
             "ms_per_curve_nifty_ls": 1e3 * plain_s / len(curves),
             "ms_per_curve_ours": 1e3 * mine_s / len(curves),
             "wall_ms_per_curve_ours_2_threads": 1e3 * mine_wall_2 / len(curves),
@@ -254,7 +259,8 @@ def run(out_dir: str | Path, limits: dict[str, int | None] | None = None) -> dic
 def _print(summary: dict) -> None:
     print(f"{'set':<18}{'n':>6}{'nifty-ls 1%':>13}{'ours 1%':>9}{'ours x2':>9}{'ours x½':>9}"
           f"{'ours alias':>11}"
-          f"{'today 1%':>10}{'ms nifty':>10}{'ms ours':>9}{'ms ours 2thr wall':>19}")  # fmt: skip
+          f"{'today 1%':>10}{'ms nifty':>10}{'ms ours':>9}{'ms ours 2thr wall':>19}"
+          f"{'c2f-max 1%':>12}{'ms c2f-max':>12}")  # fmt: skip
     for name, row in summary["period_sets"].items():
         o = row["recovery_ours"]
         print(
@@ -263,6 +269,8 @@ def _print(summary: dict) -> None:
             f"{row['recovery_today_bundle_search']['within_1pct']:>10.3f}"
             f"{row['ms_per_curve_nifty_ls']:>10.1f}{row['ms_per_curve_ours']:>9.1f}"
             f"{row['wall_ms_per_curve_ours_2_threads']:>19.1f}"
+            f"{row['recovery_coarse_to_fine_max_peak']['within_1pct']:>12.3f}"
+            f"{row['ms_per_curve_coarse_to_fine_max_peak']:>12.1f}"
         )
     print(
         f"pooled: speedup vs plain nifty-ls {summary['period_speedup_vs_nifty_ls']:.2f}x, recovery ours "
