@@ -24,9 +24,9 @@ from models.lightcurve import LightCurve
 DAILY_ALIASES = (-2.0, -1.0, 1.0, 2.0)  # cycles/day added to a peak: the aliases of a nightly cadence
 DAY_LENGTHS = (1.0, 1.0027379)  # cycles/day of a solar and a sidereal day
 MIN_ODD_SHARE = 0.02  # 2P must explain this share of the variance its P fit leaves to the odd harmonics
-POLISH_STEPS = 6  # halvings of the local step when polishing a candidate (1 native step -> 1/32)
+POLISH_POINTS = 17  # chi^2 samples across ±1 native step when polishing a candidate
 FINALISTS = 3  # seeds polished to their chi^2 minimum before the final comparison
-PEAKS_PER_CANDIDATE = 8  # coarse peaks refined per harmonic candidate (coarse-to-fine)
+PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
 DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
 
 
@@ -223,22 +223,26 @@ def _harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSe
     evaluations = 0
 
     def fit(freqs: np.ndarray, n_terms: int, polish: bool) -> tuple[np.ndarray, np.ndarray]:
-        """chi^2 at each frequency; with `polish`, after moving each to its local chi^2 minimum by
-        successive halving of a ±step bracket (1 native step down to 1/2^POLISH_STEPS)."""
+        """chi^2 at each frequency; with `polish`, after moving each to its local chi^2 minimum."""
         nonlocal evaluations
         if not polish:
             evaluations += len(freqs)
             return freqs, harmonic.multiband_chi2(bands, freqs, n_terms)[0]
-        step, best = p.native_df, freqs.copy()
-        chi2_best = np.full(len(freqs), np.inf)
-        for _ in range(POLISH_STEPS):
-            trial = np.maximum(best[:, None] + step * np.array([-1.0, 0.0, 1.0])[None, :], 1e-9)
-            chi2 = harmonic.multiband_chi2(bands, trial.ravel(), n_terms)[0].reshape(trial.shape)
-            at = np.argmin(chi2, axis=1)
-            best, chi2_best = trial[np.arange(len(freqs)), at], chi2[np.arange(len(freqs)), at]
-            evaluations += trial.size
-            step /= 2
-        return best, chi2_best
+        # one call: POLISH_POINTS across ±1 native step, then the vertex of a parabola through the minimum
+        offsets = p.native_df * np.linspace(-1.0, 1.0, POLISH_POINTS)
+        trial = np.maximum(freqs[:, None] + offsets[None, :], 1e-9)
+        chi2 = harmonic.multiband_chi2(bands, trial.ravel(), n_terms)[0].reshape(trial.shape)
+        evaluations += trial.size
+        rows = np.arange(len(freqs))
+        at = np.clip(np.argmin(chi2, axis=1), 1, POLISH_POINTS - 2)
+        left, mid, right = chi2[rows, at - 1], chi2[rows, at], chi2[rows, at + 1]
+        curvature = left - 2 * mid + right
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shift = np.where(curvature > 0, 0.5 * (left - right) / curvature, 0.0)
+        shift = np.clip(np.nan_to_num(shift), -1.0, 1.0)
+        vertex = mid + 0.5 * (right - left) * shift + 0.5 * curvature * shift**2
+        best = trial[rows, at] + shift * (offsets[1] - offsets[0])
+        return best, np.minimum(np.min(chi2, axis=1), vertex)
 
     n_bands = len(bands)
     p1, p2 = n_bands * (2 * terms + 1), n_bands * (4 * terms + 1)

@@ -47,7 +47,7 @@ class PeriodSearchConfig:
     multiband: one of MULTIBAND_MODES. min_points: fewer points are skipped. peak_choice: one of
     PEAK_CHOICES; candidates: periodogram peaks refitted by "harmonic"; harmonic_terms: Fourier terms of
     that refit (2P is fitted with twice as many). coarse_factor: > 1 evaluates the periodogram on a grid
-    this many times coarser, then the best `8 * candidates` coarse peaks exactly on the native grid.
+    this many times coarser, then the best `4 * candidates` coarse peaks exactly on the native grid.
     backend, threads: informational (what the bundle was built with); the engine is chosen by the operator.
     """
 
