@@ -127,3 +127,26 @@ def test_skipped_and_searched_results_carry_a_runner_up_only_when_searched():
         assert math.isnan(skipped.runner_up_period_days)
         assert math.isfinite(found.runner_up_period_days)
         assert abs(found.runner_up_period_days / found.period_days - 1) > 0.01
+
+
+def test_default_settings_are_the_first_bundles_search_bit_for_bit():
+    """Today's search: one nifty-ls periodogram of band-centred magnitudes on the native grid, its highest
+    point (same bits), Baluev's FAP as astropy computes it (to 1e-4 relative: astropy's variance of t
+    loses digits). The shipped bundles' windows were folded with exactly these periods."""
+    from astropy.timeseries import LombScargle
+    from nifty_ls.finufft import lombscargle
+
+    from broker.period import centre_bands, frequency_grid
+
+    lcs = [sinusoid(np.random.default_rng(40), 0.9), sparse_multiband(1, per_band=60)[0]]
+    for lc, result in zip(lcs, search_periods(lcs, PeriodSearchConfig(**FAST)), strict=True):
+        grid, _ = frequency_grid(lc.baseline_days, PeriodSearchConfig(**FAST))
+        y = centre_bands(lc)
+        power = lombscargle(lc.mjd, y, grid.f0, grid.df, grid.n, dy=lc.magerr, nthreads=1)
+        best = int(np.argmax(power))
+        assert result.period_days == 1.0 / (grid.f0 + grid.df * best)
+        assert result.power == power[best]
+        fap = LombScargle(lc.mjd, y, lc.magerr).false_alarm_probability(
+            power[best], method="baluev", maximum_frequency=grid.fmax
+        )
+        assert result.false_alarm_probability == pytest.approx(fap, rel=1e-4, abs=1e-300)
