@@ -78,7 +78,7 @@ def _missing_nifty_ls() -> str | None:
 def _missing_cuda() -> str | None:
     try:
         import nifty_ls.cufinufft  # noqa: F401  (its import checks cupy, cufinufft and a CUDA device)
-    except ImportError as exc:
+    except Exception as exc:  # ImportError, or a CUDA runtime error raised by cupy on a broken driver
         return f"needs nifty-ls's cufinufft backend and a CUDA device (pip install nifty-ls[cuda]): {exc}"
     return None
 

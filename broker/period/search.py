@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +58,14 @@ def search_periods(
     # a coarse pass only nominates peaks (refined per band, exactly): one centred periodogram is enough
     powers = _periodograms(curves, grids, engine, threads, centred=coarse > 1)
 
-    legacy = coarse == 1 and config.peak_choice == "max"
-    choices = (_legacy_choices if legacy else _refined_choices)(
-        curves, grids, powers, config, engine, threads
-    )
+    if coarse == 1 and config.peak_choice == "max":
+        choices = _legacy_choices(curves, grids, powers, config, engine, threads)
+    else:  # per-curve numpy work (exp, matmul release the GIL): split over the threads too
+        size = max(1, -(-len(curves) // threads))
+        parts = [slice(i, i + size) for i in range(0, len(curves), size)]
+        with ThreadPoolExecutor(max_workers=max(1, len(parts))) as pool:
+            done = pool.map(lambda s: _refined_choices(curves[s], grids[s], powers[s], config), parts)
+            choices = [choice for part in done for choice in part]
 
     results: list[PeriodResult] = []
     found = dict(zip(todo, choices, strict=True))
@@ -172,7 +177,7 @@ def _local_maxima(power: np.ndarray) -> np.ndarray:
     return np.flatnonzero(left & right)
 
 
-def _refined_choices(curves, grids, powers, config, engine, threads) -> list[tuple[_Choice, int]]:
+def _refined_choices(curves, grids, powers, config) -> list[tuple[_Choice, int]]:
     """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit."""
     out = []
     for p, grid, power in zip(curves, grids, powers, strict=True):
