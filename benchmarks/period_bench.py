@@ -1,202 +1,287 @@
-"""Lomb-Scargle cost per light curve, every backend side by side on the same frequency grid, one core.
+"""Period search: cost and recovery on labelled real data, plain nifty-ls against the plugin's search.
 
-Cases: a synthetic N=300 light curve on a 1e5-frequency grid (the DESIGN's reference numbers: nifty-ls
-≈ 14 ms, astropy fast ≈ 70 ms, astropy default ≈ 230 ms); a real CRTS light curve on the grid the plugin
-actually searches (0.05 d .. baseline, oversampling 5: ~3e5 frequencies); nifty-ls's own batch mode
-(light curves sharing t); and the whole `search_periods` path (grid, backend, Baluev FAP) over a batch of
-heterogeneous light curves.
+Sets (the search is not trained, so every labelled object counts as held out):
+- EROS-1 (RAMP kit, b+r, ~120 points per band; true period = period / div_period),
+- OGLE-IV LMC fundamental-mode Cepheids (I+V files read directly; periods from cepFO4.dat),
+- sparse multiband: EROS-1 b/r subsampled to `SPARSE_PER_BAND` epochs per band (seeded).
+Recovery: |P/P_true - 1| < 1%, and separately P ≈ 2 P_true and P ≈ P_true / 2.
 
-`run_recovery` measures how often the search finds the catalogue period on the cached CRTS and EROS
-window datasets (within 1%, and allowing ×2 / ×½ aliases), per class.
+"Plain nifty-ls" is the baseline issue 12 names: bands centred, one nifty-ls periodogram on the native grid
+(same range and oversampling as ours), highest peak. "Ours" is `search_periods` with
+`PeriodSearchConfig.v2()` (per-band shared period, alias-aware harmonic choice, coarse-to-fine grid,
+vectorised FAP). Cost is process CPU time per curve, one thread (the machine is shared; wall time on a
+loaded core measures the neighbours); the threaded wall time is reported beside it.
 
-Run: ``.venv/bin/python -m benchmarks.period_bench [out_dir] [--recovery]`` (writes out_dir/*.json).
+`run(out_dir)` (what `benchmarks/run.py` calls) = `engine_table()` (every available engine on one grid,
+N=300 and 1e5 frequencies) + `period_summary()` (the issue-12 summary keys at the top level of its dict)
++ `gpu_period_summary()` (only with CUDA; otherwise {} and the reason is printed).
+Run: ``python -m benchmarks.period_bench [out_dir] [--full]`` (writes out_dir/period_bench.json).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import platform
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from broker.period import BACKENDS, FrequencyGrid, PeriodSearchConfig, Series, frequency_grid, search_periods
-from models.lightcurve import LightCurve
-
-CRTS_ARCHIVE = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz"
+from broker.period import (
+    FrequencyGrid,
+    PeriodSearchConfig,
+    Series,
+    available_engines,
+    centre_bands,
+    frequency_grid,
+    run_engine,
+    search_periods,
+    unavailable_reason,
 )
-N_POINTS = 300
-N_FREQUENCIES = 100_000
-BATCH = 32
+from models.lightcurve import LabelledLightCurve, LightCurve
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EROS = SHARED_DATA / "eros1_ramp"
+OGLE_CEPHEIDS = SHARED_DATA / "ogle_lmc_cepheids"
+SPARSE_PER_BAND = 50
+TOLERANCE = 0.01
+DEFAULT_LIMITS = {"eros1": 400, "ogle_f": 300, "sparse_multiband": 400}  # per set; None = every object
 
 
-def _timed_ms(call, repeats: int) -> float:
-    """Median CPU time of `repeats` calls after one warm-up call [ms].
+def eros_objects() -> list[LabelledLightCurve]:
+    from models.data import read_eros
 
-    CPU time of this (single-threaded: every backend runs with one thread) process, not wall time: the
-    machine is shared, and wall time on a loaded core measures the neighbours."""
-    call()
-    samples = []
-    for _ in range(repeats):
-        start = time.process_time()
-        call()
-        samples.append(time.process_time() - start)
-    return 1e3 * float(np.median(samples))
+    return read_eros(EROS)
 
 
-def synthetic_series(seed: int = 0, n: int = N_POINTS) -> Series:
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.uniform(0.0, 3000.0, n))
-    y = 15.0 + 0.3 * np.sin(2 * np.pi * t / 0.617) + rng.normal(0, 0.05, n)
-    return Series(t, y, np.full(n, 0.05), FrequencyGrid(1 / 3000.0, 20.0 / N_FREQUENCIES, N_FREQUENCIES))
-
-
-def crts_lightcurve(archive: Path = CRTS_ARCHIVE, min_points: int = 280) -> tuple[str, LightCurve]:
-    """The first CRTS training light curve in the archive with at least `min_points` points."""
-    with tarfile.open(archive, "r:xz") as tar:
+def ogle_f_objects(path: Path = OGLE_CEPHEIDS) -> list[LabelledLightCurve]:
+    """OGLE-IV F-mode Cepheids with an I file: I (+ V when present) bands, catalogue period."""
+    periods = {}
+    for line in (path / "cepFO4.dat").read_text().splitlines():
+        parts = line.split()
+        if len(parts) > 3:
+            periods[parts[0]] = float(parts[3])
+    bands: dict[str, dict[str, np.ndarray]] = {}
+    with tarfile.open(path / "phot.tar.xz", "r:xz") as tar:
         for member in tar:
-            if not member.isfile() or not member.name.endswith(".csv"):
+            name = Path(member.name)
+            if not member.isfile() or name.stem not in periods:
                 continue
-            rows = np.loadtxt(tar.extractfile(member), delimiter=",", skiprows=1, usecols=(1, 2, 3))
-            if len(rows) >= min_points:
-                return Path(member.name).name, LightCurve.from_arrays(rows[:, 0], rows[:, 1], rows[:, 2])
-    raise FileNotFoundError(f"no CRTS light curve with >= {min_points} points in {archive}")
+            rows = np.loadtxt(tar.extractfile(member), ndmin=2)
+            bands.setdefault(name.stem, {})[name.parent.name] = rows
+    objects = []
+    for star, by_band in sorted(bands.items()):
+        if "I" not in by_band:
+            continue
+        rows = [(r, b) for b, r in sorted(by_band.items()) if len(r)]
+        t = np.concatenate([r[:, 0] for r, _ in rows])
+        lc = LightCurve.from_arrays(
+            t + 50000.0,
+            np.concatenate([r[:, 1] for r, _ in rows]),
+            np.concatenate([np.maximum(r[:, 2], 1e-3) for r, _ in rows]),
+            np.concatenate([np.full(len(r), b, dtype=object) for r, b in rows]),
+        )
+        objects.append(LabelledLightCurve(star, "Cep_F", lc, periods[star]))
+    return objects
 
 
-def _backend_row(series: Series, repeats: dict[str, int]) -> dict[str, float]:
-    return {
-        name: _timed_ms(lambda b=backend: b([series], 1), repeats[name]) for name, backend in BACKENDS.items()
+def sparse_multiband(objects: Sequence[LabelledLightCurve], per_band: int, seed: int = 0):
+    """Each object's bands subsampled to at most `per_band` random epochs each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for obj in objects:
+        lc = obj.lightcurve
+        keep = np.zeros(len(lc), bool)
+        for band in np.unique(lc.band.astype(str)):
+            index = np.flatnonzero(lc.band.astype(str) == band)
+            keep[rng.choice(index, size=min(per_band, len(index)), replace=False)] = True
+        sub = LightCurve(lc.mjd[keep], lc.mag[keep], lc.magerr[keep], lc.band[keep])
+        out.append(dataclasses.replace(obj, lightcurve=sub))
+    return out
+
+
+def recovery(found: np.ndarray, true: np.ndarray) -> dict:
+    """Fractions within TOLERANCE of P_true, of 2 P_true, of P_true / 2, and at a daily alias
+    (frequency within TOLERANCE of |1/P_true ± k·d|, k = 1, 2, d = a solar or sidereal day); NaN
+    periods count as misses."""
+    found, true = np.asarray(found, dtype=float), np.asarray(true, dtype=float)
+    ratio = found / true
+    near = {k: float(np.mean(np.abs(ratio / m - 1) < TOLERANCE)) for k, m in (("x2", 2), ("x0.5", 0.5))}
+    shifts = np.array([k * d for k in (-2, -1, 1, 2) for d in (1.0, 1.0027379)])
+    alias_f = np.abs(1 / true[:, None] + shifts[None, :])
+    alias = np.any(np.abs((1 / found)[:, None] / alias_f - 1) < TOLERANCE, axis=1)
+    within = float(np.mean(np.abs(ratio - 1) < TOLERANCE))
+    return {"n": len(ratio), "within_1pct": within, **near, "daily_alias": float(np.mean(alias))}
+
+
+def plain_nifty_ls(lightcurves: Sequence[LightCurve], config: PeriodSearchConfig) -> np.ndarray:
+    """The baseline: centred bands, one nifty-ls periodogram on the native grid, highest peak [days]."""
+    from nifty_ls.finufft import lombscargle
+
+    periods = np.full(len(lightcurves), np.nan)
+    for i, lc in enumerate(lightcurves):
+        grid, _ = frequency_grid(lc.baseline_days, config)
+        power = lombscargle(lc.mjd, centre_bands(lc), grid.f0, grid.df, grid.n, dy=lc.magerr, nthreads=1)
+        periods[i] = 1.0 / (grid.f0 + grid.df * int(np.argmax(power)))
+    return periods
+
+
+def ours(lightcurves: Sequence[LightCurve], config: PeriodSearchConfig, threads: int = 1) -> np.ndarray:
+    return np.array([r.period_days for r in search_periods(lightcurves, config, threads=threads)])
+
+
+def _timed(call: Callable[[], np.ndarray], clock=time.process_time) -> tuple[np.ndarray, float]:
+    start = clock()
+    out = call()
+    return out, clock() - start
+
+
+def _sets(limits: dict[str, int | None]) -> dict[str, list[LabelledLightCurve]]:
+    eros = eros_objects()
+    sets = {
+        "eros1": eros,
+        "ogle_f": ogle_f_objects(),
+        "sparse_multiband": sparse_multiband(eros, SPARSE_PER_BAND),
     }
+    rng = np.random.default_rng(1)
+    for name, objects in sets.items():
+        limit = limits.get(name)
+        if limit is not None and limit < len(objects):
+            pick = np.sort(rng.choice(len(objects), size=limit, replace=False))
+            sets[name] = [objects[i] for i in pick]
+    return sets
 
 
-def run(out_dir: str | Path) -> dict:
-    """Time every backend on the reference cases; print a table; write and return the results."""
-    from nifty_ls.finufft import lombscargle as nifty_lombscargle
+def period_summary(limits: dict[str, int | None] | None = None) -> dict:
+    """Plain nifty-ls vs ours (and today's bundle search) on the same curves and grid, per set and pooled.
 
-    repeats = {"nifty-ls": 7, "astropy-fast": 5, "astropy": 3}
-    synthetic = synthetic_series()
-    name, real = crts_lightcurve()
-    grid, _ = frequency_grid(real.baseline_days, PeriodSearchConfig())
-    crts_series = Series(real.mjd, real.mag, real.magerr, grid)
+    Returns the issue-12 summary keys (period_speedup_vs_nifty_ls, period_recovery_ours,
+    period_recovery_nifty_ls: pooled over the sets) plus per-set tables under "period_sets"."""
+    ours_config = PeriodSearchConfig.v2()
+    # the baseline and today's search on ours' range, so all three see the same grid
+    today = PeriodSearchConfig(min_period_days=ours_config.min_period_days)
+    # the speed path alone (coarse-to-fine, per-band, vectorised FAP) with today's highest-peak choice
+    speed_only = dataclasses.replace(ours_config, peak_choice="max")
+    sets = _sets(DEFAULT_LIMITS if limits is None else limits)
+    per_set, pooled = {}, {"plain": [0.0, 0.0], "ours": [0.0, 0.0], "n": 0}
+    for name, objects in sets.items():
+        curves = [o.lightcurve for o in objects]
+        true = np.array([o.period for o in objects], dtype=float)
+        plain, plain_s = _timed(lambda c=curves: plain_nifty_ls(c, ours_config))
+        mine, mine_s = _timed(lambda c=curves: ours(c, ours_config))
+        _, mine_wall_2 = _timed(lambda c=curves: ours(c, ours_config, threads=2), time.perf_counter)
+        legacy = ours(curves, today)
+        coarse_only, coarse_s = _timed(lambda c=curves: ours(c, speed_only))
+        per_set[name] = {
+            "n_objects": len(curves),
+            "recovery_nifty_ls": recovery(plain, true),
+            "recovery_ours": recovery(mine, true),
+            "recovery_today_bundle_search": recovery(legacy, true),
+            "recovery_coarse_to_fine_max_peak": recovery(coarse_only, true),
+            "ms_per_curve_coarse_to_fine_max_peak": 1e3 * coarse_s / len(curves),
+            "ms_per_curve_nifty_ls": 1e3 * plain_s / len(curves),
+            "ms_per_curve_ours": 1e3 * mine_s / len(curves),
+            "wall_ms_per_curve_ours_2_threads": 1e3 * mine_wall_2 / len(curves),
+        }
+        pooled["plain"][0] += plain_s
+        pooled["ours"][0] += mine_s
+        pooled["plain"][1] += per_set[name]["recovery_nifty_ls"]["within_1pct"] * len(curves)
+        pooled["ours"][1] += per_set[name]["recovery_ours"]["within_1pct"] * len(curves)
+        pooled["n"] += len(curves)
+    summary = {
+        "period_speedup_vs_nifty_ls": pooled["plain"][0] / pooled["ours"][0],
+        "period_recovery_ours": pooled["ours"][1] / pooled["n"],
+        "period_recovery_nifty_ls": pooled["plain"][1] / pooled["n"],
+        "period_sets": per_set,
+        "period_config_ours": dataclasses.asdict(ours_config),
+        "period_clock": "process CPU time, one thread",
+    }
+    _print(summary)
+    return summary
 
-    shared_t = np.stack([synthetic_series(seed).y for seed in range(BATCH)])
-    g = synthetic.grid
-    batched_ms = _timed_ms(
-        lambda: nifty_lombscargle(synthetic.t, shared_t, g.f0, g.df, g.n, dy=synthetic.dy, nthreads=1), 3
-    )
-    heterogeneous = [
-        LightCurve.from_arrays(s.t, s.y, s.dy) for s in (synthetic_series(seed) for seed in range(BATCH))
+
+def gpu_period_summary(frequencies: Sequence[int] = (100_000, 1_000_000), batch: int = 256) -> dict:
+    """Curves/s of the cuda engine at 1e5 and 1e6 frequencies (N=300 curves); {} without CUDA."""
+    if unavailable_reason("cuda") is not None:
+        return {}
+    rng = np.random.default_rng(0)
+    out = {}
+    for n_freq in frequencies:
+        series = []
+        for _ in range(batch):
+            t = np.sort(rng.uniform(0, 3000, 300))
+            y = 15 + 0.3 * np.sin(2 * np.pi * t / rng.uniform(0.1, 50)) + rng.normal(0, 0.05, 300)
+            series.append(Series(t, y, np.full(300, 0.05), FrequencyGrid(1 / 3000, 30 / n_freq, n_freq)))
+        run_engine("cuda", series[:4])  # warm-up: plans, context
+        _, seconds = _timed(lambda s=series: run_engine("cuda", s), time.perf_counter)
+        _, cpu_seconds = _timed(lambda s=series[:16]: run_engine("nifty-ls", s), time.perf_counter)
+        out[f"gpu_period_curves_per_s_{n_freq:.0e}_freq"] = batch / seconds
+        out[f"cpu_nifty_ls_curves_per_s_{n_freq:.0e}_freq"] = 16 / cpu_seconds
+    return out
+
+
+def engine_table(n_points: int = 300, n_frequencies: int = 100_000, repeats: int = 3) -> dict[str, float]:
+    """Median CPU ms of one periodogram per available engine, same curve and grid (one thread)."""
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0.0, 3000.0, n_points))
+    y = 15.0 + 0.3 * np.sin(2 * np.pi * t / 0.617) + rng.normal(0, 0.05, n_points)
+    series = [
+        Series(t, y, np.full(n_points, 0.05), FrequencyGrid(1 / 3000.0, 20.0 / n_frequencies, n_frequencies))
     ]
-    search_ms = _timed_ms(lambda: search_periods(heterogeneous, PeriodSearchConfig()), 1)
+    table = {}
+    for name in available_engines():
+        run_engine(name, series)
+        samples = [_timed(lambda n=name: run_engine(n, series))[1] for _ in range(repeats)]
+        table[name] = 1e3 * float(np.median(samples))
+    print(
+        "one periodogram, N=300, 1e5 frequencies: " + ", ".join(f"{k} {v:.1f} ms" for k, v in table.items())
+    )
+    return table
 
-    results = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "threads": 1,
-            "clock": "process CPU time, median",
-        },
-        "synthetic": {
-            "n_points": N_POINTS,
-            "n_frequencies": N_FREQUENCIES,
-            "ms": _backend_row(synthetic, repeats),
-        },
-        "crts": {
-            "file": name,
-            "n_points": len(real),
-            "n_frequencies": grid.n,
-            "ms": _backend_row(crts_series, repeats),
-        },
-        "nifty_ls_shared_t_batch": {
-            "batch": BATCH,
-            "n_frequencies": N_FREQUENCIES,
-            "ms_per_curve": batched_ms / BATCH,
-        },
-        "search_periods_batch": {
-            "batch": BATCH,
-            "n_frequencies_per_curve": frequency_grid(3000.0, PeriodSearchConfig())[0].n,
-            "ms_per_curve": search_ms / BATCH,
-        },
-    }
-    _print_table(results)
+
+def run(out_dir: str | Path, limits: dict[str, int | None] | None = None) -> dict:
+    """Everything above, for `make bench`: engines, recovery and speed, GPU part when CUDA is present."""
+    engines = engine_table()
+    summary = period_summary(limits)
+    gpu = gpu_period_summary()
+    if not gpu:
+        print(f"GPU part skipped: {unavailable_reason('cuda')}")
+    results = {**summary, **gpu, "engines_ms_n300_1e5_frequencies": engines}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "period_bench.json").write_text(json.dumps(results, indent=2))
     return results
 
 
-def _print_table(results: dict) -> None:
-    cases = [("synthetic", "N=300, 1e5 freq"), ("crts", "CRTS {n_points} pts, {n_frequencies} freq")]
-    print(f"{'case':<36}" + "".join(f"{name:>14}" for name in BACKENDS))
-    for key, label in cases:
-        row = results[key]
-        print(f"{label.format(**row):<36}" + "".join(f"{row['ms'][name]:>11.1f} ms" for name in BACKENDS))
-    batch = results["nifty_ls_shared_t_batch"]
+def _print(summary: dict) -> None:
+    print(f"{'set':<18}{'n':>6}{'nifty-ls 1%':>13}{'ours 1%':>9}{'ours x2':>9}{'ours x½':>9}"
+          f"{'ours alias':>11}"
+          f"{'today 1%':>10}{'ms nifty':>10}{'ms ours':>9}{'ms ours 2thr wall':>19}"
+          f"{'c2f-max 1%':>12}{'ms c2f-max':>12}")  # fmt: skip
+    for name, row in summary["period_sets"].items():
+        o = row["recovery_ours"]
+        print(
+            f"{name:<18}{row['n_objects']:>6}{row['recovery_nifty_ls']['within_1pct']:>13.3f}"
+            f"{o['within_1pct']:>9.3f}{o['x2']:>9.3f}{o['x0.5']:>9.3f}{o['daily_alias']:>11.3f}"
+            f"{row['recovery_today_bundle_search']['within_1pct']:>10.3f}"
+            f"{row['ms_per_curve_nifty_ls']:>10.1f}{row['ms_per_curve_ours']:>9.1f}"
+            f"{row['wall_ms_per_curve_ours_2_threads']:>19.1f}"
+            f"{row['recovery_coarse_to_fine_max_peak']['within_1pct']:>12.3f}"
+            f"{row['ms_per_curve_coarse_to_fine_max_peak']:>12.1f}"
+        )
     print(
-        f"nifty-ls batch of {batch['batch']} sharing t (1e5 freq): {batch['ms_per_curve']:.1f} ms per curve"
+        f"pooled: speedup vs plain nifty-ls {summary['period_speedup_vs_nifty_ls']:.2f}x, recovery ours "
+        f"{summary['period_recovery_ours']:.3f} vs nifty-ls {summary['period_recovery_nifty_ls']:.3f}; "
+        f"engines here: {available_engines()}"
     )
-    search = results["search_periods_batch"]
-    print(
-        f"search_periods, {search['batch']} heterogeneous curves ({search['n_frequencies_per_curve']} freq, "
-        f"grid + backend + FAP): {search['ms_per_curve']:.1f} ms per curve"
-    )
-
-
-def recovery(table, tolerance: float = 0.01) -> dict:
-    """Fractions of searched objects whose found period matches the catalogue one, overall and per class.
-
-    table: a WindowDataset.objects frame. "exact": |P/P_cat − 1| < tolerance; "with_aliases": also
-    P/P_cat within tolerance of 2 or ½ (harmonics a one-term periodogram legitimately prefers)."""
-    rows = table[np.isfinite(table["period_days"]) & np.isfinite(table["catalogue_period"])]
-    ratio = (rows["period_days"] / rows["catalogue_period"]).to_numpy()
-    exact = np.abs(ratio - 1) < tolerance
-    alias = exact | (np.abs(ratio / 2 - 1) < tolerance) | (np.abs(ratio * 2 - 1) < tolerance)
-
-    def summary(mask) -> dict:
-        n = int(mask.sum())
-        return {
-            "n": n,
-            "exact": float(exact[mask].mean()) if n else None,
-            "with_aliases": float(alias[mask].mean()) if n else None,
-        }
-
-    labels = rows["label"].astype(str).to_numpy()
-    return {
-        "all": summary(np.ones(len(rows), bool)),
-        **{c: summary(labels == c) for c in sorted(set(labels))},
-    }
-
-
-def run_recovery(out_dir: str | Path) -> dict:
-    """Period recovery and search cost on the CRTS (vs FATS PeriodLS) and EROS (vs catalogue) caches."""
-    from broker.offline.dataset import load_or_build_crts, load_or_build_eros
-
-    results = {}
-    for name, load in (("crts_vs_fats", load_or_build_crts), ("eros_vs_catalogue", load_or_build_eros)):
-        dataset = load()
-        results[name] = {
-            "recovery": recovery(dataset.objects),
-            "period_search_ms_per_lightcurve": dataset.meta["period_search_ms_per_lightcurve"],
-            "windows_per_class": dataset.windows_per_class(),
-            "skips": dataset.objects["skip_reason"].value_counts().to_dict(),
-        }
-        overall = results[name]["recovery"]["all"]
-        print(f"{name}: {overall['n']} objects, within 1%: {overall['exact']:.3f}, ", end="")
-        print(f"with x2/x0.5: {overall['with_aliases']:.3f}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "period_recovery.json").write_text(json.dumps(results, indent=2))
-    return results
 
 
 if __name__ == "__main__":
     arguments = [a for a in sys.argv[1:] if not a.startswith("--")]
-    target = arguments[0] if arguments else "OUT/benchmarks"
-    if "--recovery" in sys.argv:
-        run_recovery(target)
-    else:
-        run(target)
+    run(
+        arguments[0] if arguments else "OUT/benchmarks",
+        dict.fromkeys(DEFAULT_LIMITS) if "--full" in sys.argv else None,
+    )

@@ -10,7 +10,7 @@ from broker.outcomes import Annotated
 from broker.runtime import InferenceRuntime
 from models.lightcurve import LightCurve
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: period_runner_up_days (optional, default null)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -43,6 +43,7 @@ def build_annotation(
         "period_days": float(p.period_days),
         "period_power": float(p.power),
         "period_significance": float(p.false_alarm_probability),
+        "period_runner_up_days": _finite_or_none(p.runner_up_period_days),
         "class_names": names,
         "probabilities": [float(x) for x in c.proba],
         "predicted_class": names[best],

@@ -40,13 +40,20 @@ def classify_snapshots(
     runtime: InferenceRuntime,
     max_false_alarm_probability: float = 1.0,
     timer: StageTimer = _no_timer,
+    period_engine: str = "auto",
+    period_threads: int = 1,
 ) -> list[Annotated | Skipped]:
-    """One outcome per snapshot, in order."""
+    """One outcome per snapshot, in order. period_engine/period_threads: the operator's `[period]`."""
     outcomes: list[Annotated | Skipped | None] = [None] * len(snapshots)
     if not snapshots:
         return []
     with timer("period"):
-        periods = search_periods([s.lightcurve for s in snapshots], runtime.period_config)
+        periods = search_periods(
+            [s.lightcurve for s in snapshots],
+            runtime.period_config,
+            engine=period_engine,
+            threads=period_threads,
+        )
     with timer("fold"):
         ready, windows = [], []
         for i, (snap, res) in enumerate(zip(snapshots, periods, strict=True)):

@@ -91,6 +91,14 @@ class InferenceConfig:
 
 
 @dataclass
+class PeriodConfig:
+    """Which engine computes the periodogram (the science comes from the classifier bundle)."""
+
+    engine: str = "auto"  # auto | nifty-ls | astropy | astropy-fast | cuda (auto: cuda, else nifty-ls)
+    threads: int = 1  # threads over a batch of light curves (nifty-ls releases the GIL)
+
+
+@dataclass
 class MetricsConfig:
     """The Prometheus endpoint."""
 
@@ -118,6 +126,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    period: PeriodConfig = field(default_factory=PeriodConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -154,6 +163,8 @@ class Config:
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
         _check(i.engine in INFERENCE_ENGINES, "inference.engine", i.engine, f"one of {INFERENCE_ENGINES}")
         _check(self.run.mode in RUN_MODES, "run.mode", self.run.mode, f"one of {RUN_MODES}")
+        _check(self.period.threads >= 1, "period.threads", self.period.threads, ">= 1")
+        _check_period_engine(self.period.engine)
         m = self.metrics
         _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
         _check(m.stall_after_s > 0, "metrics.stall_after_s", m.stall_after_s, "> 0")
@@ -166,6 +177,16 @@ class Config:
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"{key} = {value!r} is invalid: expected {expected}")
+
+
+def _check_period_engine(name: str) -> None:
+    """Unknown engines, and engines that cannot run here (cuda without CUDA), stop the start clearly."""
+    from broker.period.engines import resolve_engine
+
+    try:
+        resolve_engine(name)
+    except ConfigError as exc:
+        raise ConfigError(f"period.engine = {name!r} is invalid: {exc}") from exc
 
 
 def load_config(

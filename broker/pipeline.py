@@ -288,15 +288,20 @@ class Pipeline:
         if not todo:
             return
         fap = self.config.trigger.max_false_alarm_probability
+        engine = {"period_engine": self.config.period.engine, "period_threads": self.config.period.threads}
         try:
-            outcomes = classify_snapshots([p.snapshot for p in todo], self.runtime, fap, self._timer)
+            outcomes = classify_snapshots(
+                [p.snapshot for p in todo], self.runtime, fap, self._timer, **engine
+            )
         except Exception:
             # Find the object that breaks the batch; the others are answered, it goes to the DLQ.
             log.exception("batch classification failed; retrying object by object")
             outcomes = []
             for p in todo:
                 try:
-                    outcomes.extend(classify_snapshots([p.snapshot], self.runtime, fap, self._timer))
+                    outcomes.extend(
+                        classify_snapshots([p.snapshot], self.runtime, fap, self._timer, **engine)
+                    )
                 except Exception as exc:
                     log.exception("classification of %s failed", p.alert.object_id)
                     self._dead_letter(

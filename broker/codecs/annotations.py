@@ -73,10 +73,18 @@ def encode_annotation(record: dict) -> bytes:
 
 
 def decode_annotation(payload: bytes) -> dict:
-    """The annotation dict of `encode_annotation`'s bytes; DecodeError when they are not one annotation."""
+    """The annotation dict of `encode_annotation`'s bytes; DecodeError when they are not one annotation.
+
+    Records written with an older schema get this schema's defaults for the fields they lack (Avro
+    schema resolution: optional fields are added with default null), so readers see one shape."""
     records = read_container(payload)
     if len(records) != 1:
         raise DecodeError(
             "undecodable", f"Avro container holds {len(records)} records; expected one annotation"
         )
-    return records[0]
+    return _defaults() | records[0]
+
+
+@cache
+def _defaults() -> dict:
+    return {name: spec["default"] for name, spec in _fields().items() if "default" in spec}

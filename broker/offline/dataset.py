@@ -109,7 +109,7 @@ def _build(objects, period_config, window_config, progress, max_points, tag) -> 
     meta = {
         "tag": tag,
         "cache_version": CACHE_VERSION,
-        "period_config": dataclasses.asdict(period_config),
+        "period_config": period_config.fingerprint(),
         "window_config": dataclasses.asdict(window_config),
         "max_points": max_points,
         "n_objects": len(objects),
@@ -151,7 +151,7 @@ def _stack(parts: list[Windows], length: int) -> Windows:
 def _config_fingerprint(period_config, window_config, max_points) -> dict:
     return {
         "cache_version": CACHE_VERSION,
-        "period_config": dataclasses.asdict(period_config),
+        "period_config": period_config.fingerprint(),
         "window_config": dataclasses.asdict(window_config),
         "max_points": max_points,
     }

@@ -7,8 +7,11 @@ import io
 import fastavro
 import pytest
 
+import schemas
 from broker.codecs import decode_annotation, encode_annotation
 from broker.errors import DecodeError
+
+ADDED_IN_1_1 = "period_runner_up_days"
 
 
 def annotation(**overrides) -> dict:
@@ -23,6 +26,7 @@ def annotation(**overrides) -> dict:
         "period_days": 0.5673421,
         "period_power": 0.83,
         "period_significance": 1.2e-12,
+        "period_runner_up_days": 1.1346842,
         "class_names": ["RRab", "RRc", "Cepheid", "EB"],
         "probabilities": [0.91, 0.05, 0.03, 0.01],
         "predicted_class": "RRab",
@@ -37,9 +41,15 @@ def annotation(**overrides) -> dict:
         "windows_used": 3,
         "alert_timestamp_ms": 1_700_000_000_123,
         "annotated_at_ms": 1_700_000_001_456,
-        "schema_version": "1.0",
+        "schema_version": "1.1",
     }
     return record | overrides
+
+
+def schema_1_0() -> dict:
+    """The annotation schema as it was before period_runner_up_days (1.0)."""
+    schema = schemas.load("annotation")
+    return schema | {"fields": [f for f in schema["fields"] if f["name"] != ADDED_IN_1_1]}
 
 
 @pytest.mark.parametrize(
@@ -52,9 +62,10 @@ def annotation(**overrides) -> dict:
             is_novel=None,
             novelty_model_name=None,
             novelty_model_version=None,
+            period_runner_up_days=None,
         ),
     ],
-    ids=["with-novelty", "without-novelty"],
+    ids=["with-novelty", "without-novelty-or-runner-up"],
 )
 def test_round_trip_is_exact(record):
     assert decode_annotation(encode_annotation(record)) == record
@@ -99,3 +110,19 @@ def test_bytes_that_are_not_one_annotation_are_a_decode_error():
     )
     with pytest.raises(DecodeError, match="2 records"):
         decode_annotation(two.getvalue())
+
+
+def test_old_readers_read_new_records_and_the_new_reader_reads_old_ones():
+    new_record = annotation()
+    old_reader = fastavro.reader(io.BytesIO(encode_annotation(new_record)), reader_schema=schema_1_0())
+    assert list(old_reader) == [{k: v for k, v in new_record.items() if k != ADDED_IN_1_1}]
+
+    old_record = {k: v for k, v in annotation(schema_version="1.0").items() if k != ADDED_IN_1_1}
+    written_by_1_0 = io.BytesIO()
+    fastavro.writer(written_by_1_0, fastavro.parse_schema(schema_1_0()), [old_record])
+    assert decode_annotation(written_by_1_0.getvalue()) == old_record | {ADDED_IN_1_1: None}
+    resolved = fastavro.reader(
+        io.BytesIO(written_by_1_0.getvalue()), reader_schema=schemas.load("annotation")
+    )
+    assert list(resolved) == [old_record | {ADDED_IN_1_1: None}]
+    assert encode_annotation(old_record)  # a producer still on 1.0 fields writes valid 1.1 records

@@ -1,0 +1,113 @@
+"""Every registered engine against the reference, parametrised from the registry (as astropy tests its
+methods); the operator's [period] settings; vectorised false-alarm probabilities against astropy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.timeseries import LombScargle
+
+from broker.config import load_config
+from broker.errors import ConfigError
+from broker.period import (
+    ENGINES,
+    FrequencyGrid,
+    PeriodConfigError,
+    PeriodSearchConfig,
+    Series,
+    resolve_engine,
+    run_engine,
+    search_periods,
+    unavailable_reason,
+)
+from broker.period.harmonic import false_alarm_probability, multiband_chi2, power, weighted_time_variance
+from models.lightcurve import LightCurve
+from tests.unit.test_period import FAST, eclipsing, sinusoid
+from tests.unit.test_period_science import sparse_multiband
+
+# astropy-fast (fasper extirpolation) is an approximation: its powers are looser than the others'
+TOLERANCE = {"astropy-fast": 5e-3}
+
+
+def curves() -> list[LightCurve]:
+    rng = np.random.default_rng(30)
+    return [sinusoid(rng, 0.77, noise=0.1), eclipsing(rng, 2.1), sinusoid(rng, 13.0), sparse_multiband(4)[0]]
+
+
+@pytest.mark.parametrize("name", list(ENGINES))
+def test_every_engine_matches_the_reference_or_says_why_it_cannot_run(name):
+    reason = unavailable_reason(name)
+    if reason is not None:  # e.g. "cuda" on a machine without CUDA: refused at selection, with the reason
+        with pytest.raises(PeriodConfigError, match=rf"'{name}' is not available here: .+"):
+            resolve_engine(name)
+        with pytest.raises(PeriodConfigError):
+            search_periods(curves(), PeriodSearchConfig(**FAST), engine=name)
+        return
+    # 1. powers on one grid: the exact generalised Lomb-Scargle is the reference
+    lc = curves()[0]
+    grid = FrequencyGrid(0.01, 0.001, 9000)
+    (got,) = run_engine(name, [Series(lc.mjd, lc.mag, lc.magerr, grid)])
+    reference = power([(lc.mjd, lc.mag, lc.magerr**-2.0)], grid.frequencies())
+    assert got.shape == (grid.n,) and int(np.argmax(got)) == int(np.argmax(reference))
+    assert np.max(np.abs(got - reference)) < TOLERANCE.get(name, 1e-6)
+    # 2. whole searches, every science setting: same periods as the reference engine (threads too)
+    for config in (PeriodSearchConfig(**FAST), PeriodSearchConfig.v2(**FAST)):
+        expected = search_periods(curves(), config, engine="astropy")
+        for threads in (1, 2):
+            found = search_periods(curves(), config, engine=name, threads=threads)
+            for a, b in zip(found, expected, strict=True):
+                assert a.period_days == pytest.approx(b.period_days, rel=1e-3), (name, config)
+                assert a.false_alarm_probability == pytest.approx(b.false_alarm_probability, abs=1e-3)
+
+
+def test_auto_is_resolved_in_one_place_and_unknown_names_list_the_valid_ones():
+    assert resolve_engine("auto") == ("cuda" if unavailable_reason("cuda") is None else "nifty-ls")
+    with pytest.raises(ValueError, match=r"'gpu-magic'.*auto.*nifty-ls.*astropy-fast.*astropy.*cuda"):
+        search_periods(curves(), PeriodSearchConfig(**FAST), engine="gpu-magic")
+
+
+def test_threads_split_the_batch_without_changing_answers():
+    batch = curves() * 3
+    assert search_periods(batch, PeriodSearchConfig(**FAST), threads=3) == search_periods(
+        batch, PeriodSearchConfig(**FAST)
+    )
+
+
+def test_period_section_of_the_plugin_config():
+    config = load_config(overrides={"period.engine": "astropy", "period.threads": 2})
+    assert (config.period.engine, config.period.threads) == ("astropy", 2)
+    assert load_config().period.engine == "auto"
+    with pytest.raises(ConfigError, match=r"period.engine = 'gpu-magic'.*valid: \['auto', 'nifty-ls'"):
+        load_config(overrides={"period.engine": "gpu-magic"})
+    with pytest.raises(ConfigError, match=r"period\.threads"):
+        load_config(overrides={"period.threads": 0})
+    if unavailable_reason("cuda") is not None:
+        with pytest.raises(ConfigError, match=r"period.engine = 'cuda'.*not available here.*CUDA"):
+            load_config(environ={"VARSTREAM_PERIOD__ENGINE": "cuda"})
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_vectorised_false_alarm_probability_is_astropys_baluev(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 400))
+    t = 50000 + np.sort(rng.uniform(0, 2000, n))
+    dy = rng.uniform(0.02, 0.2, n)
+    y = rng.normal(15, 0.1, n)
+    z = np.array([0.05, 0.1, 0.3, 0.6])
+    expected = LombScargle(t, y, dy).false_alarm_probability(z, method="baluev", maximum_frequency=20.0)
+    got = false_alarm_probability(
+        z, np.full(4, 20.0), np.full(4, n), np.full(4, weighted_time_variance(t, dy))
+    )
+    np.testing.assert_allclose(
+        got, np.clip(expected, 0, 1), rtol=1e-5, atol=1e-12
+    )  # astropy loses ~1e-6 to t^2 - mean^2
+
+
+def test_the_reference_is_astropys_exact_lomb_scargle_and_the_one_term_fit():
+    lc = curves()[0]
+    freqs = np.linspace(0.01, 9.0, 3000)
+    band = [(lc.mjd, lc.mag, lc.magerr**-2.0)]
+    exact = LombScargle(lc.mjd, lc.mag, lc.magerr).power(freqs, method="cython")
+    chi2, chi2_0 = multiband_chi2(band, freqs, 1)
+    np.testing.assert_allclose(power(band, freqs), exact, atol=1e-10)
+    np.testing.assert_allclose(1 - chi2 / chi2_0, exact, atol=1e-9)
