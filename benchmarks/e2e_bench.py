@@ -1,11 +1,16 @@
 """End to end through the real Kafka: plugin vs its ceiling, a paced latency run, the per-stage table.
 
 Per flavour (ZTF-like 30-day histories, LSST-like 12-month-sized histories; see benchmarks/stream.py):
-1. the stream (200 interleaved CRTS objects, their last 30 (ZTF) or 10 (LSST) detections) goes to a topic;
-   a warm-up run of the plugin on the warm-up alerts fills a store, copied for the full and paced runs;
-2. full run: `varstream run` (separate process, shipped defaults: trigger, bundles, batch size) drains it;
-3. ceiling run: the same topic, a new group, `[run] mode = "ceiling"` (consume, decode, commit only);
-4. paced run: a fresh topic fed at half the full run's rate while the plugin runs: end-to-end latency.
+1. warm-up: the warm-up alerts go to the run's topic and a plugin process drains them to its idle exit,
+   filling the store, its changelog and the group's offsets (`warm_topic`; once for the full run and
+   once for the paced run, each on its own topic);
+2. full run: the measured stream (200 interleaved CRTS objects, their last 30 (ZTF) or 10 (LSST)
+   detections) goes to the same topic and `varstream run` (separate process, shipped defaults: trigger,
+   bundles, batch size) continues from the committed offsets with the same group and store;
+3. ceiling run: the measured stream alone on its own topic, a new group, `[run] mode = "ceiling"`
+   (consume, decode, commit only): no store, so no warm-up;
+4. paced run: after its warm-up, the measured stream fed at half the full run's rate while the plugin
+   runs: end-to-end latency.
 The plugin's RSS is sampled and its /metrics scraped during every run. `run_long` is the 10-minute memory
 run (`run.py --long`). Absolute numbers on a shared 2-core machine are noisy; the ratios carry further.
 """
@@ -13,12 +18,12 @@ run (`run.py --long`). Absolute numbers on a shared 2-core machine are noisy; th
 from __future__ import annotations
 
 import json
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import stream
-from benchmarks.plugin_probe import PluginRun, free_port, plugin_config
+from benchmarks.plugin_probe import PluginRun, free_port, fresh_store, plugin_config
 from broker.codecs import write_schema_folder
 from broker.kafka_io import KafkaSink
 from broker.offline.local_kafka import LocalKafka
@@ -40,20 +45,21 @@ def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None,
 
 
 def _plugin(
-    kafka: LocalKafka, scratch: Path, name: str, topic: str, mode: str, schema_dir, store: Path | None = None
+    kafka: LocalKafka, scratch: Path, name: str, topic: str, mode: str, schema_dir, group: str, store: Path
 ) -> PluginRun:
+    """One plugin process; `name` names its config, log and summary, `group` and `store` its state."""
     port = free_port()
     cfg = plugin_config(
         scratch / f"{name}.toml",
         kafka.bootstrap_servers,
         topic,
-        f"g-{name}",
+        group,
         port,
         mode=mode,
         schema_dir=schema_dir,
         store=store,
     )
-    return PluginRun(cfg, kafka.bootstrap_servers, f"g-{name}", port)
+    return PluginRun(cfg, kafka.bootstrap_servers, group, port)
 
 
 def _topic(kafka: LocalKafka, name: str) -> str:
@@ -61,14 +67,35 @@ def _topic(kafka: LocalKafka, name: str) -> str:
     return name
 
 
-def _copy_store(warm: Path, to: Path) -> Path:
-    """A copy of the warmed-up store (its file and any siblings such as -wal) for one run."""
-    for old in to.parent.glob(to.name + "*"):
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    for part in warm.parent.glob(warm.name + "*"):
-        target = to.parent / (to.name + part.name[len(warm.name) :])
-        shutil.copytree(part, target) if part.is_dir() else shutil.copy2(part, target)
-    return to
+@dataclass
+class WarmTopic:
+    """A topic whose consumer group and store have consumed the warm-up stream: measured runs continue.
+
+    The warm-up and the measured alerts go to the SAME topic and are consumed by the SAME group with the
+    SAME store path, one plugin process after the other, so the store partitions, their changelog and the
+    committed offsets stay consistent (a store copied under another group would be wiped on restore) and
+    the measured run pays the changelog writes. Its run summary covers only its own alerts.
+    """
+
+    topic: str
+    group: str
+    store: Path
+    warm_up: dict
+
+    def plugin(self, kafka: LocalKafka, scratch: Path, name: str, schema_dir) -> PluginRun:
+        return _plugin(kafka, scratch, name, self.topic, "full", schema_dir, self.group, self.store)
+
+
+def warm_topic(kafka: LocalKafka, scratch: Path, name: str, warm_up: list, schema_dir) -> WarmTopic:
+    """Topic `bench-<name>`: the warm-up stream produced and drained by a plugin to its idle exit."""
+    topic = _topic(kafka, f"bench-{name}")
+    store = fresh_store(scratch / f"{name}.sqlite")
+    _produce(kafka, topic, warm_up)
+    group = f"g-{name}"
+    warm = _plugin(kafka, scratch, f"{name}-warm-up", topic, "full", schema_dir, group, store)
+    done = warm.start().finish()
+    summary = {k: done[k] for k in ("alerts", "annotated", "skipped", "alerts_per_s")}
+    return WarmTopic(topic, group, store, summary)
 
 
 def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -> dict:
@@ -79,25 +106,27 @@ def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -
         f"history points and {stats.mean_kb:.1f} KB per alert (built in {stats.build_s:.0f} s)",
         flush=True,
     )
-    warm_topic = _topic(kafka, f"bench-{flavour}-warm-up")
-    _produce(kafka, warm_topic, warm_up)
-    warm = _plugin(kafka, scratch, f"{flavour}-warm-up", warm_topic, "full", schema_dir).start().finish()
-    warm_store = scratch / f"{flavour}-warm-up.sqlite"
-    topic = _topic(kafka, f"bench-{flavour}")
-    _produce(kafka, topic, payloads)
-    runs = {}
-    for mode in ("full", "ceiling"):
-        store = _copy_store(warm_store, scratch / f"{flavour}-{mode}.store") if mode == "full" else None
-        plugin = _plugin(kafka, scratch, f"{flavour}-{mode}", topic, mode, schema_dir, store).start()
-        runs[mode] = plugin.finish()
-        print(f"  {flavour} {mode}: {runs[mode]['alerts_per_s']:.0f} alerts/s", flush=True)
+    runs, warm_ups = {}, {}
+    full = warm_topic(kafka, scratch, f"{flavour}-full", warm_up, schema_dir)
+    _produce(kafka, full.topic, payloads)
+    runs["full"] = full.plugin(kafka, scratch, f"{flavour}-full", schema_dir).start().finish()
+    warm_ups["full"] = full.warm_up
+    print(f"  {flavour} full: {runs['full']['alerts_per_s']:.0f} alerts/s", flush=True)
+    # The ceiling keeps no store: the measured alerts alone on a topic of their own, a fresh group.
+    ceiling_topic = _topic(kafka, f"bench-{flavour}-ceiling")
+    _produce(kafka, ceiling_topic, payloads)
+    store = fresh_store(scratch / f"{flavour}-ceiling.sqlite")
+    group = f"g-{flavour}-ceiling"
+    plugin = _plugin(kafka, scratch, f"{flavour}-ceiling", ceiling_topic, "ceiling", schema_dir, group, store)
+    runs["ceiling"] = plugin.start().finish()
+    print(f"  {flavour} ceiling: {runs['ceiling']['alerts_per_s']:.0f} alerts/s", flush=True)
     rate = max(1.0, PACED_FRACTION * runs["full"]["alerts_per_s"])
     n_paced = min(len(payloads), int(rate * PACED_SECONDS))
-    paced_topic = _topic(kafka, f"bench-{flavour}-paced")
-    store = _copy_store(warm_store, scratch / f"{flavour}-paced.store")
-    plugin = _plugin(kafka, scratch, f"{flavour}-paced", paced_topic, "full", schema_dir, store).start()
+    paced = warm_topic(kafka, scratch, f"{flavour}-paced", warm_up, schema_dir)
+    warm_ups["paced"] = paced.warm_up
+    plugin = paced.plugin(kafka, scratch, f"{flavour}-paced", schema_dir).start()
     started = time.monotonic()
-    _produce(kafka, paced_topic, payloads[:n_paced], rate=rate)
+    _produce(kafka, paced.topic, payloads[:n_paced], rate=rate)
     runs["paced"] = plugin.finish() | {"rate_alerts_per_s": rate, "send_s": time.monotonic() - started}
     print(
         f"  {flavour} paced at {rate:.0f}/s: p50 {_s(runs['paced']['latency_p50_s'])}, "
@@ -106,7 +135,7 @@ def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -
     )
     return {
         "stream": stats.as_dict(),
-        "warm_up": {"alerts": warm["alerts"], "annotated": warm["annotated"], "skipped": warm["skipped"]},
+        "warm_up": warm_ups,
         "runs": runs,
         "fraction_of_ceiling": runs["full"]["alerts_per_s"] / max(runs["ceiling"]["alerts_per_s"], 1e-9),
         "overlap": overlap_estimate(runs["full"]),
@@ -163,18 +192,15 @@ def run_long(out_dir: str | Path, kafka: LocalKafka, rate: float, seconds: float
     objects = stream.long_objects()
     per_object = min(LONG_ALERTS_PER_OBJECT, int(rate * seconds / len(objects)) + 1)
     warm_up, payloads, stats = stream.build_streams(objects, "ztf", alerts_per_object=per_object)
-    warm_topic = _topic(kafka, "bench-long-warm-up")
-    _produce(kafka, warm_topic, warm_up)
-    _plugin(kafka, scratch, "long-warm-up", warm_topic, "full", None).start().finish()
-    topic = _topic(kafka, "bench-long")
-    store = scratch / "long-warm-up.sqlite"
-    plugin = _plugin(kafka, scratch, "long", topic, "full", None, store).start()
+    warmed = warm_topic(kafka, scratch, "long", warm_up, None)
+    plugin = warmed.plugin(kafka, scratch, "long", None).start()
     started = time.monotonic()
-    sent = _produce(kafka, topic, payloads, rate=rate, duration_s=seconds)
+    sent = _produce(kafka, warmed.topic, payloads, rate=rate, duration_s=seconds)
     result = plugin.finish() | {
         "stream": stats.as_dict(),
         "rate_alerts_per_s": rate,
         "sent": sent,
+        "warm_up": warmed.warm_up,
         "send_s": time.monotonic() - started,
     }
     (Path(out_dir) / "long_bench.json").write_text(json.dumps(result, indent=2))

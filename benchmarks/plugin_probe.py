@@ -33,6 +33,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fresh_store(path: Path) -> Path:
+    """`path` with no store left behind: the file and its partition files (`<stem>.<topic>.<p>.sqlite*`)."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    for old in [path, *path.parent.glob(f"{stem}.*.sqlite*")]:
+        old.unlink(missing_ok=True)
+    return path
+
+
 def plugin_config(
     path: Path,
     bootstrap: str,
@@ -50,8 +58,7 @@ def plugin_config(
     store: an existing store to continue from; None: a fresh one next to the config."""
     schema = f'schema_dirs = ["{schema_dir}"]' if schema_dir else ""
     if store is None:
-        store = path.with_suffix(".sqlite")
-        store.unlink(missing_ok=True)
+        store = fresh_store(path.with_suffix(".sqlite"))
     path.write_text(f"""[kafka]
 bootstrap_servers = "{bootstrap}"
 group_id = "{group}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from benchmarks.e2e_bench import overlap_estimate
-from benchmarks.plugin_probe import STAGE_ORDER, Probe, stage_table
+from benchmarks.plugin_probe import STAGE_ORDER, Probe, fresh_store, stage_table
 from benchmarks.run import SUMMARY_KEYS, summarise
 
 
@@ -60,3 +60,13 @@ def test_period_comparison_calls_the_period_bench_function_when_it_exists(monkey
     monkeypatch.delattr(period_bench, "compare_with_nifty_ls", raising=False)
     monkeypatch.setattr(period_bench, "period_summary", lambda: found, raising=False)
     assert run.period_comparison() == {"source": "benchmarks.period_bench.period_summary"} | found
+
+
+def test_fresh_store_removes_the_partition_files_and_nothing_else(tmp_path):
+    """The store writes `<stem>.<topic>.<partition>.sqlite` (and -wal/-shm): all go, the run's files stay."""
+    stale = ["ztf-full.sqlite", "ztf-full.bench-ztf.0.sqlite", "ztf-full.bench-ztf.0.sqlite-wal"]
+    kept = ["ztf-full.toml", "ztf-full.summary.json", "ztf-full-warm-up.bench-ztf.0.sqlite"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    assert fresh_store(tmp_path / "ztf-full.sqlite") == tmp_path / "ztf-full.sqlite"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
