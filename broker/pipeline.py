@@ -124,6 +124,7 @@ class Pipeline:
         self.summary = RunSummary()
         self._stop = False
         self._assigned: set[tuple[str, int]] = set()
+        self._assigned_at = 0.0  # monotonic time of the latest assignment (restarts the idle-exit clock)
         self._timer = timed(self._stage_done)
         metrics.model_info.info(self.runtime.info)
         for name in self.runtime.class_names:
@@ -153,7 +154,9 @@ class Pipeline:
                     self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
                 else:
                     idle = self.config.run.idle_exit_s
-                    if not self._assigned:  # idle only counts while there is something to read
+                    # Idle only counts while there is something to read, and from the latest assignment:
+                    # partitions taken over from a dead member have not been read yet.
+                    if not self._assigned or self._assigned_at > idle_since:
                         idle_since = time.monotonic()
                     elif idle > 0 and time.monotonic() - idle_since > idle:
                         log.info("no messages for %.1f s: stopping", idle)
@@ -410,6 +413,7 @@ class Pipeline:
         self._forget_policies(partitions)
         if assigned:
             self._assigned.update(partitions)
+            self._assigned_at = time.monotonic()
             if self._io is not None:
                 self.restorer.restore(partitions, self._io.committed(partitions), self._io.exactly_once)
         else:
