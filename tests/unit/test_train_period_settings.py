@@ -15,6 +15,7 @@ from broker.cli import main as varstream
 from broker.config import InferenceConfig
 from broker.errors import ConfigError
 from broker.offline.commands import train
+from broker.offline.commands.evaluate import add_novelty_rates
 from broker.period import PeriodSearchConfig
 from broker.runtime import InferenceRuntime
 from models.bundle import load_bundle
@@ -79,3 +80,11 @@ def test_a_v2_bundle_carries_the_v2_search_into_the_runtime(two_shape_csv, tmp_p
         InferenceConfig(classifier_bundle=str(out), novelty_bundle="none", device="cpu", engine="onnx")
     )
     assert runtime.period_config == PeriodSearchConfig.v2()
+
+
+def test_novelty_rates_by_hand():
+    # 4 known objects, 2 unseen; at p95 one known and both unseen are flagged (3 flagged, recall 1.0)
+    novelty = {"n_seen": 4, "n_unseen": 2, "p95": {"n_flagged": 3, "recall": 1.0, "threshold": 95.0}}
+    add_novelty_rates(novelty, np.array([1.0, 2.0, 3.0, 9.0]), np.array([5.0, 10.0]))
+    assert novelty["p95"]["known_flagged_fraction"] == 0.25
+    assert novelty["roc_auc"] == pytest.approx(7 / 8)  # 7 of 8 (unseen, known) pairs ranked right

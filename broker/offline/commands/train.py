@@ -2,10 +2,11 @@
 
 DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
 reader options. Windows come from the plugin's own period search and folding
-(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods. Classes: those with at
-least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
-are split by object (train/val/test, stratified); validation picks the epoch, and the test split's metrics
-and the ids of all three splits are written into the bundle's metadata.
+(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods; --period-settings
+picks that search (v1, the shipped bundles', or v2) and the bundle records it for the plugin. Classes:
+those with at least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty
+benchmark). Objects are split by object (train/val/test, stratified); validation picks the epoch, and the
+test split's metrics and the ids of all three splits are written into the bundle's metadata.
 """
 
 from __future__ import annotations
