@@ -21,10 +21,12 @@ import numpy as np
 from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
+    add_period_settings_argument,
     configs_from,
     known_classes,
     load_dataset,
     load_labelled_objects,
+    period_config_named,
     set_threads,
     split_summary,
 )
@@ -53,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--split-seed", type=int, default=0)
+    add_period_settings_argument(parser)
     add_common_arguments(parser)
 
 
@@ -77,7 +80,8 @@ def main(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     started = time.monotonic()
-    period_config, window_config = configs_from()
+    _, window_config = configs_from()
+    period_config = period_config_named(args.period_settings)
     progress = not args.no_progress
     dataset = load_dataset(
         args.data, period_config, window_config, progress=progress, cache_dir=args.cache_dir
@@ -177,7 +181,8 @@ def _accuracy_vs_points(args, val_split, predictors, classes, progress) -> dict:
 
     if not args.points:
         return {}
-    period_config, window_config = configs_from()
+    _, window_config = configs_from()
+    period_config = period_config_named(args.period_settings)
     keep = set(val_split.objects["object_id"])
     objects = [obj for obj in load_labelled_objects(args.data) if obj.object_id in keep]
     out = {}

@@ -123,6 +123,8 @@ def main(args: argparse.Namespace) -> int:
     }
     if called:
         metrics["called_unknown_classes"] = called
+    if metrics.get("novelty") and evaluation.energy_seen is not None:
+        add_novelty_rates(metrics["novelty"], evaluation.energy_seen, evaluation.energy_unseen)
     with_catalogue = objects[np.isfinite(objects["catalogue_period"].to_numpy(float))]
     if len(with_catalogue):
         metrics["period_recovery"] = period_recovery(
@@ -136,6 +138,22 @@ def main(args: argparse.Namespace) -> int:
     )
     _print_summary(metrics, written)
     return 0
+
+
+def add_novelty_rates(novelty: dict, energy_seen: np.ndarray, energy_unseen: np.ndarray) -> None:
+    """Add what does not depend on the unseen/seen mix (issue 11): the ROC AUC of the objects' mean
+    window energies (unseen = positive) and, per threshold level, the fraction of known objects flagged."""
+    from sklearn.metrics import roc_auc_score
+
+    seen, unseen = np.asarray(energy_seen, float), np.asarray(energy_unseen, float)
+    if len(seen) and len(unseen):
+        is_unseen = np.r_[np.zeros(len(seen), bool), np.ones(len(unseen), bool)]
+        novelty["roc_auc"] = float(roc_auc_score(is_unseen, np.r_[seen, unseen]))
+    for level in ("p80", "p95"):
+        m = novelty.get(level)
+        if m is not None and novelty["n_seen"]:
+            known_flagged = m["n_flagged"] - round(m["recall"] * novelty["n_unseen"])
+            m["known_flagged_fraction"] = known_flagged / novelty["n_seen"]
 
 
 def called_unknown_classes(windows, classifier, device: str) -> dict[str, dict[str, int]]:
@@ -179,7 +197,12 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
         print(f"novelty: {novelty['n_unseen']} unseen ({unseen}) vs {novelty['n_seen']} seen")
         for level in ("p80", "p95"):
             m = novelty[level]
-            print(f"  {level}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f}")
+            print(
+                f"  {level}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
+                f"known flagged {m.get('known_flagged_fraction', float('nan')):.3f}"
+            )
+        if "roc_auc" in novelty:
+            print(f"  ROC AUC {novelty['roc_auc']:.3f}")
     if "period_recovery" in metrics:
         p = metrics["period_recovery"]
         print(

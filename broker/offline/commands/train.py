@@ -2,10 +2,11 @@
 
 DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
 reader options. Windows come from the plugin's own period search and folding
-(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods. Classes: those with at
-least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Objects
-are split by object (train/val/test, stratified); validation picks the epoch, and the test split's metrics
-and the ids of all three splits are written into the bundle's metadata.
+(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods; --period-settings
+picks that search (v1, the shipped bundles', or v2) and the bundle records it for the plugin. Classes:
+those with at least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty
+benchmark). Objects are split by object (train/val/test, stratified); validation picks the epoch, and the
+test split's metrics and the ids of all three splits are written into the bundle's metadata.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from broker.offline.archives.options import add_reader_arguments, reader_options
 log = logging.getLogger(__name__)
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
+# --period-settings: v1 is the search the shipped bundles were built with; v2 the issue-11 science
+# (PeriodSearchConfig.v2: 0.03 d, per-band model, alias-aware harmonic choice, coarse grid).
+PERIOD_SETTINGS = ("v1", "v2")
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
@@ -50,6 +54,17 @@ def configs_from(period_search: dict | None = None, window: dict | None = None):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in (values or {}).items()})
 
     return build(PeriodSearchConfig, period_search), build(WindowConfig, window)
+
+
+def period_config_named(name: str):
+    """The PeriodSearchConfig of a --period-settings name (one of PERIOD_SETTINGS)."""
+    from broker.period import PeriodSearchConfig
+
+    if name == "v1":
+        return PeriodSearchConfig()
+    if name == "v2":
+        return PeriodSearchConfig.v2()
+    raise ConfigError(f"unknown period settings {name!r}; valid: {list(PERIOD_SETTINGS)}")
 
 
 def load_labelled_objects(spec: str, options: dict | None = None):
@@ -104,6 +119,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cache-dir", type=Path, help="window cache folder (default: <repo>/.cache/windows)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_period_settings_argument(parser: argparse.ArgumentParser) -> None:
+    """--period-settings: which period search builds the windows (stored in the bundle, used at inference)."""
+    parser.add_argument(
+        "--period-settings",
+        choices=PERIOD_SETTINGS,
+        default="v1",
+        help="period search for the windows: v1 (the shipped bundles') or v2 (0.03 d, per-band, harmonic "
+        "peak choice); written into the bundle, so the plugin folds alerts with the same search",
+    )
 
 
 def known_classes(dataset, min_count: int, exclude: list[str]) -> list[str]:
@@ -173,6 +199,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--split-seed", type=int, default=0, help="by-object split seed")
+    add_period_settings_argument(parser)
     add_common_arguments(parser)
     add_reader_arguments(parser)
 
@@ -187,7 +214,8 @@ def main(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     from broker.offline.archives.base import parse_spec
 
-    period_config, window_config = configs_from()
+    _, window_config = configs_from()
+    period_config = period_config_named(args.period_settings)
     fmt, _ = parse_spec(args.data)
     dataset = load_dataset(
         args.data,
