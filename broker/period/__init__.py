@@ -7,7 +7,8 @@ for comparison only. The bundle fixes the science (`PeriodSearchConfig`); the op
 
 Layout follows astropy's Lomb-Scargle: `settings` (what is computed, what is returned), `grid` (inputs
 checked and converted once), `engines` (one function per engine, one signature, "auto" resolved in one
-place), `harmonic` (exact multi-harmonic fits and vectorised Baluev false-alarm probabilities), `search`
+place), `harmonic` (exact multi-harmonic fits and vectorised Baluev false-alarm probabilities), `choice`
+(the alias-aware choice among the best peaks), `search`
 (the batch path). Light curves that cannot be searched give a `PeriodResult` with `skip_reason` set and
 NaN period, so one bad object never fails a batch.
 """

@@ -12,30 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
 from broker.period import harmonic
+from broker.period.choice import DIFFERENT, Choice, harmonic_choice
 from broker.period.engines import run_engine
 from broker.period.grid import FrequencyGrid, Prepared, Series, prepare
 from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
-DAILY_ALIASES = (-2.0, -1.0, 1.0, 2.0)  # cycles/day added to a peak: the aliases of a nightly cadence
-DAY_LENGTHS = (1.0, 1.0027379)  # cycles/day of a solar and a sidereal day
-MIN_ODD_SHARE = 0.02  # 2P must explain this share of the variance its P fit leaves to the odd harmonics
-POLISH_POINTS = 17  # chi^2 samples across ±1 native step when polishing a candidate
-FINALISTS = 3  # seeds polished to their chi^2 minimum before the final comparison
 PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
-DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
-
-
-@dataclass(frozen=True)
-class _Choice:
-    frequency: float
-    power: float  # LS power of the peak carrying the period
-    runner_up: float  # frequency, NaN when none
 
 
 def search_periods(
@@ -130,7 +117,7 @@ def _periodograms(
     return out
 
 
-def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[_Choice, int]]:
+def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int]]:
     """The first bundles' choice: the highest grid point; a capped grid is refined once around it on the
     native step (±1 coarse step) with the same engine."""
     capped = [k for k, p in enumerate(curves) if p.grid.df > p.native_df * (1 + 1e-9)]
@@ -157,7 +144,7 @@ def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tupl
             else math.nan
         )
         n_frequencies = p.grid.n + (local[k].n if k in fine else 0)
-        out.append((_Choice(frequency, float(power[best]), runner), n_frequencies))
+        out.append((Choice(frequency, float(power[best]), runner), n_frequencies))
     return out
 
 
@@ -177,7 +164,7 @@ def _local_maxima(power: np.ndarray) -> np.ndarray:
     return np.flatnonzero(left & right)
 
 
-def _refined_choices(curves, grids, powers, config) -> list[tuple[_Choice, int]]:
+def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int]]:
     """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit."""
     out = []
     for p, grid, power in zip(curves, grids, powers, strict=True):
@@ -200,98 +187,14 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[_Choice, int]]
         if config.peak_choice == "max":
             other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
             runner = float(peak_freq[other][0]) if other.any() else math.nan
-            out.append((_Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies))
+            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies))
             continue
-        choice, n_fits = _harmonic_choice(p, bands, peak_freq, config)
+        choice, n_fits = harmonic_choice(p, bands, peak_freq, config)
         out.append((choice, n_frequencies + n_fits))
     return out
 
 
-def _harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSearchConfig):
-    """Choose among the top peaks, their daily aliases and their doubled periods by BIC.
-
-    Each candidate frequency f is fitted with `harmonic_terms` harmonics (per band; fewer when a band is
-    sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
-    eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
-    Candidates are polished to their local chi^2 minimum. Returns (choice, frequencies evaluated)."""
-    # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
-    sparsest = min(len(t) for t, _, _ in bands)
-    terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
-    fmin, fmax = p.grid.f0, p.grid.fmax
-    # with one term the refit is the periodogram itself: only the 2P test can add information
-    seeds = list(peak_freq[: config.candidates] if terms > 1 else peak_freq[:1])
-    if terms > 1:
-        seeds += list(_alias_seeds(peak_freq[:2]))
-    seeds = np.array([f for f in seeds if fmin <= f <= fmax])
-    n_points = sum(len(t) for t, _, _ in bands)
-    log_n = math.log(n_points)
-    evaluations = 0
-
-    def fit(freqs: np.ndarray, n_terms: int, polish: bool) -> tuple[np.ndarray, np.ndarray]:
-        """chi^2 at each frequency; with `polish`, after moving each to its local chi^2 minimum."""
-        nonlocal evaluations
-        if not polish:
-            evaluations += len(freqs)
-            return freqs, harmonic.multiband_chi2(bands, freqs, n_terms)[0]
-        # one call: POLISH_POINTS across ±1 native step, then the vertex of a parabola through the minimum
-        offsets = p.native_df * np.linspace(-1.0, 1.0, POLISH_POINTS)
-        trial = np.maximum(freqs[:, None] + offsets[None, :], 1e-9)
-        chi2 = harmonic.multiband_chi2(bands, trial.ravel(), n_terms)[0].reshape(trial.shape)
-        evaluations += trial.size
-        rows = np.arange(len(freqs))
-        at = np.clip(np.argmin(chi2, axis=1), 1, POLISH_POINTS - 2)
-        left, mid, right = chi2[rows, at - 1], chi2[rows, at], chi2[rows, at + 1]
-        curvature = left - 2 * mid + right
-        with np.errstate(invalid="ignore", divide="ignore"):
-            shift = np.where(curvature > 0, 0.5 * (left - right) / curvature, 0.0)
-        shift = np.clip(np.nan_to_num(shift), -1.0, 1.0)
-        vertex = mid + 0.5 * (right - left) * shift + 0.5 * curvature * shift**2
-        best = trial[rows, at] + shift * (offsets[1] - offsets[0])
-        return best, np.minimum(np.min(chi2, axis=1), vertex)
-
-    n_bands = len(bands)
-    p1, p2 = n_bands * (2 * terms + 1), n_bands * (4 * terms + 1)
-    chi2_0 = harmonic.multiband_chi2(bands, np.empty(0), 1)[1]
-
-    def bic(polish: bool, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(frequencies, BIC, base frequencies), each (2, len(seeds)): row 0 the seed at P with `terms`
-        harmonics, row 1 at 2P with 2·terms (BIC inf where 2P is out of range or not worth it)."""
-        f1, chi2_1 = fit(seeds, terms, polish)
-        f2, chi2_2 = fit(seeds / 2, 2 * terms, polish)
-        # chi^2 in units of the best model's residual variance (at least the quoted errors): with
-        # underfit shapes or underestimated errors a raw chi^2 gap would favour extra parameters (2P)
-        scale = max(1.0, float(np.min(chi2_2)) / max(n_points - p2, 1))
-        # the odd harmonics must matter to the shape (unequal eclipses do; a Cepheid's 0.2% does not)
-        odd_share = (chi2_1 - chi2_2) / np.maximum(chi2_0 - chi2_2, 1e-300)
-        worth_it = (odd_share >= MIN_ODD_SHARE) & (f2 >= fmin / 2)  # 2P up to twice the longest period
-        bic_2 = np.where(worth_it, chi2_2 / scale + p2 * log_n, np.inf)
-        return np.stack([f1, f2]), np.stack([chi2_1 / scale + p1 * log_n, bic_2]), np.stack([f1, 2 * f2])
-
-    # every seed at its grid frequency; then the best FINALISTS seeds polished and compared again
-    first_freqs, first_score, _ = bic(False, seeds)
-    finalists = np.sort(np.argsort(first_score.min(axis=0))[:FINALISTS])
-    freqs, score, base = bic(True, seeds[finalists])
-    chosen = np.unravel_index(np.argmin(score), score.shape)
-    f_best = freqs[chosen]
-    # runner-up: the best other candidate, polished finalists first, then the other seeds as first seen
-    ranked = [(score[i], freqs[i]) for i in np.ndindex(score.shape)]
-    ranked += [(first_score[:, j].min(), first_freqs[np.argmin(first_score[:, j]), j])
-               for j in range(len(seeds)) if j not in finalists]  # fmt: skip
-    others = [f for sc, f in sorted(ranked, key=lambda r: r[0]) if np.isfinite(sc)]
-    others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
-    runner = float(others[0]) if others else math.nan
-    peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
-    return _Choice(float(f_best), peak_power, runner), evaluations
-
-
-def _alias_seeds(peaks: np.ndarray) -> np.ndarray:
-    """|f + k·d| for each peak f, k in DAILY_ALIASES and d a solar or sidereal day [cycles/day]: a nightly
-    cadence puts alias peaks exactly there, as accurately as f itself."""
-    shifts = np.multiply.outer(DAILY_ALIASES, DAY_LENGTHS).ravel()
-    return np.abs(np.add.outer(peaks, shifts)).ravel()
-
-
-def _faps(curves: list[Prepared], choices: list[_Choice]) -> np.ndarray:
+def _faps(curves: list[Prepared], choices: list[Choice]) -> np.ndarray:
     """Baluev FAPs of every chosen peak at once (grid's highest frequency, all points of the curve)."""
     if not curves:
         return np.empty(0)
