@@ -6,9 +6,11 @@ On disk a bundle is a folder::
     metadata.json   kind, name, version, class names, window and period-search settings, architecture and
                     hyper-parameters, training data and split, test metrics, changes from the paper, and for
                     novelty bundles the energy thresholds and ~1,000 quantiles of the training energies.
+    novelty_head.npz  optional, classifier bundles: the k-NN novelty head of the classifier's embedding
+                    (`models.novelty_head`; fitted by `models.novelty_fit`), listed in metadata.json.
 
-Two kinds: "classifier" (iTCN / TCN / iResNet; `Prediction.energy` is None) and "novelty" (AE-GMM; its
-γ is also a class probability). `predict` takes numpy `Windows` and returns numpy arrays; windows of
+Two kinds: "classifier" (iTCN / TCN / iResNet; `Prediction.energy` is None, `Prediction.novelty_score`
+the head's score when it has one) and "novelty" (AE-GMM; its γ is also a class probability). `predict` takes numpy `Windows` and returns numpy arrays; windows of
 different true lengths are grouped so no network ever sees zero padding.
 """
 
@@ -39,6 +41,7 @@ from models.bundle_format import (  # re-exported: the format's names are also t
     read_document,
 )
 from models.jsonio import json_default
+from models.novelty_head import KnnNoveltyHead, load_head
 from models.windows import Windows
 
 __all__ = [
@@ -75,11 +78,13 @@ def run_model(
     device: torch.device | str,
     batch_size: int,
     pad_batches: bool = False,
+    head: KnnNoveltyHead | None = None,
 ) -> Prediction:
     """Run a classifier or AE-GMM (already on `device`) over windows, one true length per batch.
 
     pad_batches: pad each batch to one of a few fixed sizes (`bundle_format.PADDED_BATCH_SIZES`) by
     repeating a window, so an accelerator sees a handful of shapes; the padding's outputs are dropped.
+    head: a classifier's novelty head, scoring each window's embedding (`Prediction.novelty_score`).
     """
     model.eval()
     n = len(windows)
@@ -88,6 +93,7 @@ def run_model(
     n_classes = model.head[-1].out_channels if kind == "classifier" else model.estimator[-1].out_features
     proba = np.zeros((n, n_classes), np.float64)
     energy = np.zeros(n, np.float64) if kind == "novelty" else None
+    score = np.zeros(n, np.float64) if head is not None else None
     for length, index in length_groups(lengths, batch_size):
         rows = pad_rows(index) if pad_batches else index
         keep = len(index)
@@ -95,12 +101,15 @@ def run_model(
         aux = torch.as_tensor(windows.aux[rows], dtype=torch.float32, device=device)
         if kind == "classifier":
             xt, _ = itcn.window_tensors(x, windows.aux[rows], device)
-            proba[index] = torch.softmax(model(xt, aux).double(), dim=-1)[:keep].cpu().numpy()
+            embedding, logits = model.embed(xt, aux)
+            proba[index] = torch.softmax(logits.double(), dim=-1)[:keep].cpu().numpy()
+            if head is not None:
+                score[index] = head.score(embedding[:keep].double().cpu().numpy())
         else:
             out = model(torch.as_tensor(x, dtype=torch.float32, device=device), aux)
             proba[index] = torch.softmax(out.logits.double(), dim=-1)[:keep].cpu().numpy()
             energy[index] = model.energy(out.z).double()[:keep].cpu().numpy()
-    return Prediction(proba=proba, energy=energy)
+    return Prediction(proba=proba, energy=energy, novelty_score=score)
 
 
 class Bundle:
@@ -119,6 +128,7 @@ class Bundle:
         novelty_thresholds: dict[str, float] | None = None,
         energy_quantiles: np.ndarray | None = None,
         energy_quantiles_by_length: dict[int, np.ndarray] | None = None,
+        novelty_head: KnnNoveltyHead | None = None,
     ) -> None:
         if kind not in KINDS:
             raise BundleFormatError(f"bundle kind must be one of {KINDS}, got {kind!r}")
@@ -138,6 +148,9 @@ class Bundle:
             int(length): np.asarray(table, float)
             for length, table in (energy_quantiles_by_length or {}).items()
         }
+        if novelty_head is not None and kind != "classifier":
+            raise BundleFormatError(f"bundle {name!r}: only a classifier bundle carries a novelty head")
+        self.novelty_head = novelty_head
         self._device = torch.device("cpu")
         self.model.to(self._device)
 
@@ -157,7 +170,8 @@ class Bundle:
     def predict(
         self, windows: Windows, device: str = "cpu", batch_size: int = 512, pad_batches: bool = False
     ) -> Prediction:
-        """Class probabilities (and energies for novelty bundles) of every window, in input order.
+        """Class probabilities (energies for novelty bundles, head scores for a classifier with a novelty
+        head) of every window, in input order.
 
         Windows are grouped by true length (`windows.lengths`) and each group is cut to that length.
         The model moves to `device` once and stays there (resident) for later calls.
@@ -166,7 +180,13 @@ class Bundle:
         if target != self._device:
             self.model.to(target)
             self._device = target
-        return run_model(self.model, self.kind, windows, target, batch_size, pad_batches)
+        return run_model(self.model, self.kind, windows, target, batch_size, pad_batches, self.novelty_head)
+
+    def novelty_percentile(self, score: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Percentile (0–100) of novelty-head scores among its calibration windows of each length."""
+        if self.novelty_head is None:
+            raise BundleFormatError(f"bundle {self.name!r} has no novelty head")
+        return self.novelty_head.percentile(score, lengths)
 
     def energy_percentile(self, energy: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Percentile (0–100) of each energy among the training energies (interpolated between quantiles).
@@ -227,6 +247,8 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
             },
         }
     (path / METADATA_FILE).write_text(json.dumps(document, indent=1, default=json_default) + "\n")
+    if bundle.novelty_head is not None:  # after the weights: the head records their digest
+        bundle.novelty_head.save(path)
     return path
 
 
@@ -260,6 +282,7 @@ def load_bundle(path: str | Path) -> Bundle:
         novelty_thresholds=novelty.get("thresholds"),
         energy_quantiles=None if not novelty else np.asarray(novelty["energy_quantiles"], np.float64),
         energy_quantiles_by_length=(novelty or {}).get("energy_quantiles_by_length"),
+        novelty_head=load_head(path, document),
     )
 
 

@@ -36,10 +36,12 @@ class BundleFormatError(ValueError):
 
 @dataclass
 class Prediction:
-    """proba: (n, K) float64 probabilities in `Bundle.class_names` order; energy: (n,) float64 or None."""
+    """proba: (n, K) float64 probabilities in `Bundle.class_names` order; energy: (n,) float64 AE-GMM
+    energies or None; novelty_score: (n,) float64 scores of a classifier's novelty head or None."""
 
     proba: np.ndarray
     energy: np.ndarray | None = None
+    novelty_score: np.ndarray | None = None
 
 
 def read_document(path: str | Path) -> dict:

@@ -138,15 +138,28 @@ class PhaseClassifier(nn.Module):
         self.aux_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.aux_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-6))
 
-    def phase_logits(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        """Logits for every phase (batch, n_classes, length') before pooling."""
+    def phase_features(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """The head's hidden layer at every phase (batch, hidden, length'): the penultimate features."""
         features = self.stack(x)
         aux_scaled = (aux - self.aux_mean) / self.aux_std
         aux_map = aux_scaled.unsqueeze(-1).expand(-1, -1, features.shape[-1])
-        return self.head(torch.cat([features, aux_map], dim=1))
+        return self.head[:-1](torch.cat([features, aux_map], dim=1))
+
+    def phase_logits(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        """Logits for every phase (batch, n_classes, length') before pooling."""
+        return self.head[-1](self.phase_features(x, aux))
 
     def forward(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         return self.phase_logits(x, aux).mean(dim=-1)
+
+    def embed(self, x: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding (batch, hidden), logits (batch, n_classes)) from one pass.
+
+        The embedding is the penultimate features mean-pooled over the phases, so it is as invariant to
+        the fold's initial phase as the logits (which are a linear map of it); the novelty head's input.
+        """
+        features = self.phase_features(x, aux)
+        return features.mean(dim=-1), self.head[-1](features).mean(dim=-1)
 
 
 # Defaults inside the paper's ranges (depth 6–7, hidden 12–48, kernel 2–5): receptive field

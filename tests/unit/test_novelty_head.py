@@ -1,0 +1,94 @@
+"""k-NN novelty head: distances, calibration on synthetic Gaussians with known outliers, the bundle file."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.bundle import load_bundle, make_untrained_bundles, save_bundle
+from models.bundle_format import METADATA_FILE, N_ENERGY_QUANTILES, BundleFormatError
+from models.novelty_head import NOVELTY_HEAD_FILE, KnnNoveltyHead, load_head, unit_rows
+from tests.unit.test_bundle import mixed_windows, synthetic_windows
+
+GRID = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
+D = 8
+
+
+def gaussian_classes(n_per_class: int, rng, n_classes: int = 3) -> np.ndarray:
+    """Embeddings of `n_classes` tight Gaussian clusters along the first `n_classes` axes, (n, D)."""
+    centres = np.eye(D)[:n_classes] * 4.0
+    return np.concatenate([c + rng.normal(0, 0.5, (n_per_class, D)) for c in centres])
+
+
+def outliers(n: int, rng) -> np.ndarray:
+    """A class the bank never saw: a cluster along an axis no known class uses."""
+    return np.eye(D)[D - 1] * 4.0 + rng.normal(0, 0.5, (n, D))
+
+
+def head_on_gaussians(k: int = 10) -> KnnNoveltyHead:
+    rng = np.random.default_rng(0)
+    bank = unit_rows(gaussian_classes(300, rng))
+    head = KnnNoveltyHead(bank, k, np.zeros(2), {}, {"name": "test"})
+    calibration = head.score(gaussian_classes(300, rng))  # fresh known-class embeddings
+    return KnnNoveltyHead(bank, k, np.percentile(calibration, GRID), {}, {"name": "test"})
+
+
+def test_score_is_the_distance_to_the_kth_nearest_unit_embedding() -> None:
+    rng = np.random.default_rng(1)
+    bank = unit_rows(rng.normal(size=(40, D)))
+    query = rng.normal(size=(7, D)) * rng.uniform(0.1, 10, (7, 1))  # lengths must not matter
+    for k in (1, 5, 40):
+        head = KnnNoveltyHead(bank, k, np.zeros(2), {}, {})
+        brute = np.sort(np.linalg.norm(unit_rows(query)[:, None] - bank[None], axis=2), axis=1)[:, k - 1]
+        np.testing.assert_allclose(head.score(query), brute, atol=1e-7)
+
+
+def test_known_outliers_are_flagged_and_known_objects_at_the_calibrated_rate() -> None:
+    head = head_on_gaussians()
+    rng = np.random.default_rng(2)
+    known = head.percentile(head.score(gaussian_classes(1000, rng)))
+    unseen = head.percentile(head.score(outliers(300, rng)))
+    assert np.mean(unseen > 95) == 1.0
+    # fresh known-class embeddings are flagged at about the nominal 5% (binomial sd ~0.4% at n = 3000)
+    assert 0.03 < np.mean(known > 95) < 0.07
+    assert 0.17 < np.mean(known > 80) < 0.23
+
+
+def test_each_length_is_ranked_in_its_own_table() -> None:
+    bank = unit_rows(np.random.default_rng(3).normal(size=(20, D)))
+    tables = {50: np.linspace(1.0, 2.0, 11), 200: np.linspace(0.0, 1.0, 11)}
+    head = KnnNoveltyHead(bank, 3, np.linspace(0.0, 2.0, 11), tables, {})
+    out = head.percentile(np.array([1.5, 1.5, 0.5]), np.array([50, 100, 200]))
+    np.testing.assert_allclose(out, [50.0, 50.0, 50.0])
+    assert head.thresholds["p95"] == pytest.approx(1.9)
+
+
+def test_a_bank_smaller_than_k_is_refused() -> None:
+    with pytest.raises(BundleFormatError, match="m >= k"):
+        KnnNoveltyHead(np.eye(D)[:3], 5, np.zeros(2), {}, {})
+
+
+def test_head_round_trips_through_the_bundle_and_refuses_other_weights(tmp_path) -> None:
+    from models.novelty_fit import fit_knn_head
+
+    clf_path, _ = make_untrained_bundles(tmp_path, class_names=["sine", "sawtooth", "eclipse"])
+    bundle = load_bundle(clf_path)
+    bundle.novelty_head = fit_knn_head(bundle, synthetic_windows(80, seed=1), mixed_windows(40, seed=2), k=5)
+    save_bundle(bundle, clf_path)
+    assert (clf_path / NOVELTY_HEAD_FILE).is_file()
+    windows = mixed_windows(30, seed=4)
+    reference = bundle.predict(windows)
+    copy = load_bundle(clf_path)
+    assert copy.novelty_head.name == "crts-itcn-untrained-knn5" and copy.novelty_head.k == 5
+    served = copy.predict(windows)
+    np.testing.assert_allclose(served.novelty_score, reference.novelty_score, atol=1e-6)
+    assert sorted(copy.novelty_head.ranks.by_length) == [50, 100, 150, 200]
+    pct = copy.novelty_percentile(served.novelty_score, windows.lengths)
+    assert ((pct >= 0) & (pct <= 100)).all()
+    # a retrained classifier (other weights) makes the head stale: refused, naming the refit command
+    (clf_path / "weights.pt").write_bytes((clf_path / "weights.pt").read_bytes() + b"\0")
+    document = json.loads((clf_path / METADATA_FILE).read_text())
+    with pytest.raises(BundleFormatError, match="varstream fit-novelty-head"):
+        load_head(clf_path, document)
