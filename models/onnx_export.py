@@ -4,7 +4,8 @@ Written into the bundle folder (the torch weights stay the source of truth):
 
     onnx/classifier-L{length}.onnx   iTCN/TCN/iResNet, one file per window length the plugin builds (the
                                      circular padding's graph depends on the length); inputs x (n, 2, length)
-                                     float32 and aux (n, 3) float32, output logits (n, K) float32
+                                     float32 and aux (n, 3) float32, outputs embedding (n, hidden) (the
+                                     novelty head's input) and logits (n, K) float32
     onnx/novelty.onnx                AE-GMM encoder + estimation network, any length; inputs x (n, length, 3)
                                      and aux (n, 3), outputs z (n, D) and logits (n, K)
     onnx/gmm.npz                     the fixed mixture (phi (K,), mu (K, D), cov (K, D, D)), float32: the
@@ -31,12 +32,14 @@ OPSET = 17
 
 
 class _ClassifierGraph(torch.nn.Module):
+    """The classifier's embedding and logits (logits last, as the novelty graph's)."""
+
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        return self.model(x, aux)
+    def forward(self, x: torch.Tensor, aux: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.embed(x, aux)
 
 
 class _NoveltyGraph(torch.nn.Module):
@@ -112,8 +115,8 @@ def export_onnx(bundle: Bundle, path: str | Path, lengths: list[int] | None = No
             for length in lengths:
                 name = f"{ONNX_DIR}/classifier-L{length}.onnx"
                 x = torch.zeros(2, 2, length)
-                dynamic = {"x": {0: "n"}, "aux": {0: "n"}, "logits": {0: "n"}}
-                _export(graph, (x, aux), path / name, ["logits"], dynamic)
+                dynamic = {"x": {0: "n"}, "aux": {0: "n"}, "embedding": {0: "n"}, "logits": {0: "n"}}
+                _export(graph, (x, aux), path / name, ["embedding", "logits"], dynamic)
                 files["classifier"][str(length)] = name
         else:
             graph = _NoveltyGraph(model).eval()

@@ -2,7 +2,8 @@
 
 Reads the ONNX export written by `models.onnx_export` (listed in metadata.json under "onnx") and answers
 with the same `Prediction` as the torch bundle: softmax in float64, and for the AE-GMM the sample energy
-E(z) = −log Σ_k φ_k N(z; μ_k, Σ_k) computed in numpy float64 from the fixed mixture.
+E(z) = −log Σ_k φ_k N(z; μ_k, Σ_k) computed in numpy float64 from the fixed mixture; for a classifier with
+a novelty head (`models.novelty_head`), the head's k-NN score of the exported embedding output.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from models.bundle_format import (
     pad_rows,
     read_document,
 )
+from models.novelty_head import load_head
 from models.windows import Windows
 
 COVARIANCE_JITTER = 1e-4  # as models.aegmm: added to every Σ_k diagonal so the Cholesky factor exists
@@ -106,6 +108,7 @@ class OnnxBundle:
         self.metadata = dict(document["metadata"])
         self.device = device
         self._ranks = energy_ranks(document, path)
+        self.novelty_head = load_head(path, document)
         options = onnxruntime.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
@@ -122,6 +125,12 @@ class OnnxBundle:
         if self.kind == "classifier":
             self._sessions = {int(k): session(v) for k, v in files["classifier"].items()}
             self._energy = None
+            outputs = [o.name for o in next(iter(self._sessions.values())).get_outputs()]
+            if self.novelty_head is not None and "embedding" not in outputs:
+                raise BundleFormatError(
+                    f"bundle {path}: its ONNX export has no embedding output for the novelty head; "
+                    f"re-export it with `varstream export-onnx --bundle {path}`"
+                )
         else:
             self._sessions = {0: session(files["novelty"])}
             gmm_file = path / files["gmm"]
@@ -158,6 +167,7 @@ class OnnxBundle:
         check_lengths(lengths, windows.window_length)
         proba = np.zeros((n, len(self.class_names)), np.float64)
         energy = np.zeros(n, np.float64) if self.kind == "novelty" else None
+        score = np.zeros(n, np.float64) if self.novelty_head is not None else None
         for length, index in length_groups(lengths, batch_size):
             rows = pad_rows(index) if pad_batches else index
             keep = len(index)
@@ -165,7 +175,15 @@ class OnnxBundle:
             proba[index] = _softmax(outputs[-1][:keep])
             if energy is not None:
                 energy[index] = self._energy(outputs[0][:keep]).astype(np.float32)  # as torch: float32
-        return Prediction(proba=proba, energy=energy)
+            if score is not None:
+                score[index] = self.novelty_head.score(outputs[0][:keep])
+        return Prediction(proba=proba, energy=energy, novelty_score=score)
+
+    def novelty_percentile(self, score: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+        """Percentile (0–100) of novelty-head scores among its calibration windows of each length."""
+        if self.novelty_head is None:
+            raise BundleFormatError(f"bundle {self.name!r} has no novelty head")
+        return self.novelty_head.percentile(score, lengths)
 
     def energy_percentile(self, energy: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Percentile (0–100) of each energy among training energies (per window length when calibrated)."""

@@ -6,6 +6,8 @@ first 50, 100, 150 and all points of real CRTS light curves in ../shared.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -19,9 +21,11 @@ from models.bundle import (
     DEFAULT_NOVELTY_BUNDLE,
     load_bundle,
     make_untrained_bundles,
+    save_bundle,
 )
 from models.bundle_format import PADDED_BATCH_SIZES, BundleFormatError, EnergyRanks, pad_rows
 from models.lightcurve import LightCurve
+from models.novelty_fit import fit_knn_head
 from models.onnx_export import export_onnx
 from models.onnx_serving import OnnxBundle
 from models.windows import Windows
@@ -33,6 +37,7 @@ N_CURVES = 16
 BUCKETS = (50, 100, 150, 200)
 PROBA_ATOL = 1e-5  # float32 networks in two runtimes: differences are ~1e-7
 ENERGY_RTOL = 1e-4
+SCORE_ATOL = 1e-5  # k-NN distances of unit embeddings (0..2) from float32 embeddings
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +82,8 @@ def test_engines_give_the_same_probabilities_and_energies(real_windows, bucket) 
         np.testing.assert_allclose(served.proba.sum(axis=1), 1.0, atol=1e-9)
         if reference.energy is not None:
             np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+        if reference.novelty_score is not None:
+            np.testing.assert_allclose(served.novelty_score, reference.novelty_score, atol=SCORE_ATOL)
 
 
 def test_runtimes_answer_alike_for_every_object(real_windows, torch_runtime, onnx_runtime) -> None:
@@ -93,10 +100,14 @@ def test_batched_novelty_percentiles_match_one_object_at_a_time(real_windows, on
     per_object = [w for bucket in BUCKETS for w in real_windows[bucket]]
     answers = onnx_runtime.classify(per_object)
     for windows, answer in zip(per_object, answers, strict=True):
-        energy = onnx_runtime.novelty.predict(windows).energy.mean()
-        assert answer.novelty_energy == pytest.approx(energy, rel=1e-6)
         length = np.array([windows.lengths.max()])
-        one = onnx_runtime.novelty.energy_percentile(np.array([answer.novelty_energy]), length)
+        if onnx_runtime.uses_head:  # the classifier's k-NN head answers novelty
+            energy = onnx_runtime.classifier.predict(windows).novelty_score.mean()
+            one = onnx_runtime.classifier.novelty_percentile(np.array([answer.novelty_energy]), length)
+        else:
+            energy = onnx_runtime.novelty.predict(windows).energy.mean()
+            one = onnx_runtime.novelty.energy_percentile(np.array([answer.novelty_energy]), length)
+        assert answer.novelty_energy == pytest.approx(energy, rel=1e-6)
         assert answer.novelty_percentile == float(one[0])
         assert answer.is_novel == (one[0] > onnx_runtime.config.novelty_percentile)
 
@@ -139,6 +150,9 @@ def test_export_of_a_new_bundle_serves_like_torch(tmp_path) -> None:
     aux = np.column_stack([rng.normal(16, 1, 12), rng.uniform(0.1, 1, 12), rng.uniform(-1, 2, 12)])
     lengths = np.repeat(np.array([50, 100, 150, 200], np.int32), 3)
     windows = Windows(x, aux.astype(np.float32), lengths, np.array(["o"] * 12, object))
+    classifier = load_bundle(clf_path)  # as `varstream train` does: the k-NN head, then save and export
+    classifier.novelty_head = fit_knn_head(classifier, windows, windows, k=3)
+    save_bundle(classifier, clf_path)
     for path in (clf_path, nov_path):
         bundle = load_bundle(path)
         section = export_onnx(bundle, path)
@@ -147,6 +161,30 @@ def test_export_of_a_new_bundle_serves_like_torch(tmp_path) -> None:
         np.testing.assert_allclose(served.proba, reference.proba, atol=PROBA_ATOL)
         if reference.energy is not None:
             np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+    served = OnnxBundle(clf_path).predict(windows).novelty_score
+    np.testing.assert_allclose(served, classifier.predict(windows).novelty_score, atol=SCORE_ATOL)
+    assert np.isfinite(served).all()
+
+
+@pytest.mark.parametrize("bucket", BUCKETS)
+def test_onnx_embedding_output_matches_torch(real_windows, bucket) -> None:
+    """The classifier export's `embedding` output is the torch model's `embed`, at every length."""
+    import onnxruntime
+    import torch
+
+    from models.itcn import window_tensors
+
+    windows = Windows.concatenate(real_windows[bucket])
+    bundle = load_bundle(DEFAULT_CLASSIFIER_BUNDLE)
+    x, aux = window_tensors(windows.x[:, :bucket], windows.aux)
+    with torch.inference_mode():
+        embedding, logits = bundle.model.embed(x, aux)
+        np.testing.assert_allclose(logits.numpy(), bundle.model(x, aux).numpy(), atol=1e-5)
+    files = json.loads((DEFAULT_CLASSIFIER_BUNDLE / "metadata.json").read_text())["onnx"]["files"]
+    session = onnxruntime.InferenceSession(str(DEFAULT_CLASSIFIER_BUNDLE / files["classifier"][str(bucket)]))
+    served = session.run(["embedding"], {"x": x.numpy(), "aux": aux.numpy()})[0]
+    assert served.shape == tuple(embedding.shape) == (len(windows), bundle.model.head[0].out_channels)
+    np.testing.assert_allclose(served, embedding.numpy(), atol=1e-5)
 
 
 def test_a_bundle_without_export_is_named_with_the_command_that_fixes_it(tmp_path) -> None:
