@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "broker.offline.commands.report",
         "plot a run: latency, throughput, class mix, novelty (PNG + JSON)",
     ),
+    "fit-novelty-head": (
+        "broker.offline.commands.fit_novelty_head",
+        "fit a classifier bundle's k-NN novelty head on its own training split (seconds)",
+    ),
     "export-onnx": (
         "broker.offline.commands.export_onnx",
         "write the ONNX export of bundles (served by ONNX Runtime in the plugin)",

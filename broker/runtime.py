@@ -8,6 +8,11 @@ Engines: "onnx" serves the bundles' ONNX export through ONNX Runtime (the plugin
 serves the torch weights (needs the [train] extra). "auto" picks ONNX Runtime on CPU (measured faster
 there, see benchmarks/inference_bench.py), ONNX Runtime on CUDA when onnxruntime-gpu is present, else torch;
 it falls back to the other engine when the first is not installed or a bundle lacks its ONNX export.
+
+Novelty: a classifier bundle that carries a novelty head (`models.novelty_head`, k-NN distance of the
+iTCN embedding) answers it in the same pass, and is the default when `inference.novelty_bundle` is empty;
+otherwise (or with a bundle path) the AE-GMM novelty bundle does. The annotation's novelty model name and
+version say which one ran.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ class Classification:
     proba: np.ndarray  # (K,) over InferenceRuntime.class_names
     windows_used: int
     novelty_energy: float | None = None
-    novelty_percentile: float | None = None  # of the energy among the novelty model's training energies
+    novelty_percentile: float | None = None  # of the energy among the novelty model's calibration scores
     is_novel: bool | None = None
 
     @property
@@ -118,6 +123,17 @@ def resolve_engine(requested: str, device: str, has_onnx: bool) -> str:
     )
 
 
+def _has_section(path: Path, section: str) -> bool:
+    """Whether the bundle folder's metadata.json has `section` (False when it cannot be read: the load
+    that follows names the problem)."""
+    from models.bundle_format import BundleFormatError, read_document
+
+    try:
+        return bool(read_document(path).get(section))
+    except BundleFormatError:
+        return False
+
+
 def _config_from(cls: type, values: dict, what: str):
     known = {f.name for f in fields(cls)}
     unknown = set(values) - known
@@ -131,12 +147,15 @@ class InferenceRuntime:
 
     def __init__(self, config: InferenceConfig) -> None:
         from models.bundle_format import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError
+        from models.novelty_head import SECTION
         from models.onnx_serving import has_onnx_export
 
         self.config = config
         self.device = resolve_device(config.device)
         paths = [Path(config.classifier_bundle or DEFAULT_CLASSIFIER_BUNDLE)]
-        if config.novelty_bundle.lower() != "none":
+        # The classifier's own novelty head serves by default; an explicit novelty bundle overrides it.
+        self.uses_head = config.novelty_bundle == "" and _has_section(paths[0], SECTION)
+        if config.novelty_bundle.lower() != "none" and not self.uses_head:
             paths.append(Path(config.novelty_bundle or DEFAULT_NOVELTY_BUNDLE))
         self.engine = resolve_engine(config.engine, self.device, all(has_onnx_export(p) for p in paths))
         # On an accelerator, batches are padded to a few fixed sizes so each shape is planned once.
@@ -148,7 +167,7 @@ class InferenceRuntime:
         self.classifier = loaded[0]
         if self.classifier.kind != "classifier":
             raise BundleError(f"inference.classifier_bundle is a {self.classifier.kind!r} bundle")
-        self.novelty = None
+        self.novelty = self.classifier.novelty_head if self.uses_head else None
         if len(loaded) > 1:
             self.novelty = loaded[1]
             if self.novelty.kind != "novelty":
@@ -207,15 +226,20 @@ class InferenceRuntime:
             device=self.device, batch_size=self.config.max_batch_windows, pad_batches=self.pad_batches
         )
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        proba = np.add.reduceat(self.classifier.predict(windows, **options).proba, starts, axis=0)
+        prediction = self.classifier.predict(windows, **options)
+        proba = np.add.reduceat(prediction.proba, starts, axis=0)
         proba /= counts[:, None]
         if self.novelty is None:
             return [Classification(proba=p, windows_used=int(c)) for p, c in zip(proba, counts, strict=True)]
-        # One vectorised ranking for the whole batch: each object's mean energy among training windows of
-        # its length (an object's windows share one length).
-        energy = np.add.reduceat(self.novelty.predict(windows, **options).energy, starts) / counts
+        # One vectorised ranking for the whole batch: each object's mean score among calibration windows
+        # of its length (an object's windows share one length).
         lengths = np.array([int(w.lengths.max()) for w in per_object])
-        percentile = self.novelty.energy_percentile(energy, lengths)
+        if self.uses_head:
+            energy = np.add.reduceat(prediction.novelty_score, starts) / counts
+            percentile = self.classifier.novelty_percentile(energy, lengths)
+        else:
+            energy = np.add.reduceat(self.novelty.predict(windows, **options).energy, starts) / counts
+            percentile = self.novelty.energy_percentile(energy, lengths)
         novel = percentile > self.config.novelty_percentile
         return [
             Classification(

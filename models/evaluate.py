@@ -295,42 +295,84 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
     """Score labelled windows with `classifier` (a Bundle; a novelty bundle also classifies).
 
     Objects whose label is among the classifier's classes are scored for classification; with a novelty
-    bundle, those are the seen set and every other object the unseen set (positives) for novelty.
+    bundle, those are the seen set and every other object the unseen set (positives) for novelty. A
+    classifier's novelty head (k-NN of its embedding) is scored the same way, under "novelty_head".
     """
     if windows.labels is None:
         raise ValueError("evaluation needs labelled windows")
     class_names = list(classifier.class_names)
     known = np.isin(windows.labels.astype(str), class_names)
     metrics: dict = {"classifier": {"name": classifier.name, "version": classifier.version}}
+    head = getattr(classifier, "novelty_head", None)
+    prediction = classifier.predict(windows if head is not None else windows.subset(known), device)
     if known.any():
         seen = windows.subset(known)
-        scores = aggregate_by_object(seen.object_ids, classifier.predict(seen, device).proba, seen.labels)
+        proba = prediction.proba[known] if head is not None else prediction.proba
+        scores = aggregate_by_object(seen.object_ids, proba, seen.labels)
         metrics.update(classification_metrics(scores.labels, scores.predicted(class_names), class_names))
     else:
         metrics.update({"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan")})
     metrics["n_objects_classified"] = metrics.pop("n")
+    if head is not None:
+        section, _, _ = novelty_section(
+            windows,
+            prediction.novelty_score,
+            classifier.novelty_percentile,
+            class_names,
+            units="percentile of validation-window scores (per window length)",
+        )
+        metrics["novelty_head"] = {"head": {"name": head.name, "version": head.version}, **section}
     if novelty is None:
         return Evaluation(metrics)
     energy = novelty.predict(windows, device).energy
-    scores = aggregate_by_object(windows.object_ids, np.zeros((len(windows), 1)), windows.labels, energy)
-    is_unseen = ~np.isin(scores.labels.astype(str), class_names)
-    # As the plugin does: an object's mean window energy, ranked among training windows of its length.
-    longest = {}
+    section, energy_seen, energy_unseen = novelty_section(
+        windows, energy, novelty.energy_percentile, class_names
+    )
+    metrics["novelty"] = {"bundle": {"name": novelty.name, "version": novelty.version}, **section}
+    return Evaluation(
+        metrics,
+        energy_seen=energy_seen,
+        energy_unseen=energy_unseen,
+        thresholds=dict(novelty.novelty_thresholds),
+    )
+
+
+def novelty_section(
+    windows: Windows,
+    window_scores: np.ndarray,
+    percentile_of,
+    class_names: Sequence[str],
+    units: str = "percentile of training energies (per window length)",
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Novelty metrics of per-window scores (AE-GMM energy or head score), as the plugin scores objects.
+
+    An object's score is the mean of its windows', ranked by `percentile_of(scores, lengths)` among
+    calibration windows of its (longest) window length. Positive = a class outside `class_names`.
+    Returns (section, seen object scores, unseen object scores); the section holds P/R/F1 and the
+    fraction of known objects flagged at p80 and p95, and the ROC AUC of the object scores.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    scores = aggregate_by_object(
+        windows.object_ids, np.zeros((len(windows), 1)), windows.labels, window_scores
+    )
+    is_unseen = ~np.isin(scores.labels.astype(str), list(class_names))
+    longest: dict = {}
     for object_id, length in zip(windows.object_ids, windows.lengths, strict=True):
         longest[object_id] = max(int(length), longest.get(object_id, 0))
     lengths = np.array([longest[o] for o in scores.object_ids])
-    percentile = novelty.energy_percentile(scores.energy, lengths)
-    metrics["novelty"] = {
-        "bundle": {"name": novelty.name, "version": novelty.version},
+    percentile = percentile_of(scores.energy, lengths)
+    section = {
         "n_seen": int((~is_unseen).sum()),
         "n_unseen": int(is_unseen.sum()),
         "unseen_classes": sorted(set(map(str, scores.labels[is_unseen]))),
-        "threshold_units": "percentile of training energies (per window length)",
+        "threshold_units": units,
         **novelty_metrics(is_unseen, percentile, PERCENTILE_THRESHOLDS),
     }
-    return Evaluation(
-        metrics,
-        energy_seen=scores.energy[~is_unseen],
-        energy_unseen=scores.energy[is_unseen],
-        thresholds=dict(novelty.novelty_thresholds),
-    )
+    for level, value in PERCENTILE_THRESHOLDS.items():
+        if section["n_seen"]:
+            flagged = percentile > value
+            section[level]["known_flagged_fraction"] = float(flagged[~is_unseen].mean())
+    if is_unseen.any() and (~is_unseen).any():
+        section["roc_auc"] = float(roc_auc_score(is_unseen, scores.energy))
+    return section, scores.energy[~is_unseen], scores.energy[is_unseen]

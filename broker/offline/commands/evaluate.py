@@ -191,18 +191,8 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
         print(f"  {name:12s} recall {m['recall']:.3f}  precision {m['precision']:.3f}  n {m['support']}")
     for label, counts in metrics.get("called_unknown_classes", {}).items():
         print(f"  unknown class {label!r} called: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
-    novelty = metrics.get("novelty")
-    if novelty:
-        unseen = ", ".join(novelty["unseen_classes"])
-        print(f"novelty: {novelty['n_unseen']} unseen ({unseen}) vs {novelty['n_seen']} seen")
-        for level in ("p80", "p95"):
-            m = novelty[level]
-            print(
-                f"  {level}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
-                f"known flagged {m.get('known_flagged_fraction', float('nan')):.3f}"
-            )
-        if "roc_auc" in novelty:
-            print(f"  ROC AUC {novelty['roc_auc']:.3f}")
+    for key in ("novelty", "novelty_head"):
+        _print_novelty(key, metrics.get(key))
     if "period_recovery" in metrics:
         p = metrics["period_recovery"]
         print(
@@ -210,3 +200,18 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
             f"with x2/x0.5 aliases {p['within_tolerance_or_alias']:.3f}"
         )
     print("wrote " + ", ".join(str(p) for p in written) + " and objects.csv")
+
+
+def _print_novelty(key: str, novelty: dict | None) -> None:
+    if not novelty:
+        return
+    unseen = ", ".join(novelty["unseen_classes"])
+    print(f"{key}: {novelty['n_unseen']} unseen ({unseen}) vs {novelty['n_seen']} seen")
+    for level in ("p80", "p95"):
+        m = novelty[level]
+        print(
+            f"  {level}: precision {m['precision']:.3f} recall {m['recall']:.3f} f1 {m['f1']:.3f} "
+            f"known flagged {m.get('known_flagged_fraction', float('nan')):.3f}"
+        )
+    if "roc_auc" in novelty:
+        print(f"  ROC AUC {novelty['roc_auc']:.3f}")

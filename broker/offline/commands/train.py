@@ -208,6 +208,7 @@ def main(args: argparse.Namespace) -> int:
     from models import aegmm, itcn
     from models.bundle import save_bundle
     from models.evaluate import evaluate_bundles
+    from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_onnx
     from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
 
@@ -274,12 +275,14 @@ def main(args: argparse.Namespace) -> int:
         dataclasses.asdict(period_config),
         metadata,
     )
+    if bundle.kind == "classifier":  # the k-NN novelty head of its embedding (models.novelty_head)
+        bundle.novelty_head = fit_knn_head(bundle, train, val, seed=args.seed, device=args.device)
     if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
         bundle.energy_quantiles_by_length = energy_quantiles_by_length(
             bundle.model, train, window_config.buckets, seed=args.seed
         )
     test_windows = test
-    if bundle.kind == "novelty":  # the excluded (unseen) classes are the positives of the novelty test
+    if bundle.kind == "novelty" or bundle.novelty_head is not None:  # unseen classes: novelty positives
         unseen = dataset.only_classes(args.exclude).windows
         test_windows = test.concatenate([test, unseen]) if len(unseen) else test
     evaluation = evaluate_bundles(

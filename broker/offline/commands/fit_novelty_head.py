@@ -1,0 +1,107 @@
+"""Fit (or refit) the k-NN novelty head of a classifier bundle, in place, and refresh its ONNX export.
+
+The head's bank is the bundle's own training split and its percentile tables come from its validation
+split: the split is rebuilt from DATA with the fractions and seed recorded in the bundle, and must give
+the very train ids the bundle records (else the command stops). No network is trained: the classifier
+embeds the windows once (seconds; building the windows of an archive not yet in the window cache takes
+minutes). `varstream train --kind classifier` fits the head itself; this command is for a bundle trained
+before, or one whose classifier was retrained in place. Needs the [train] extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from broker.errors import BundleError, ConfigError
+from broker.offline.archives.options import add_reader_arguments, reader_options
+from broker.offline.commands.train import (
+    SPLIT_FRACTIONS,
+    add_common_arguments,
+    configs_from,
+    load_dataset,
+    set_threads,
+    split_ids,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", type=Path, help="classifier bundle folder (default: the shipped one)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="FORMAT:PATH the bundle was trained on (crts:../shared/data/crts_kvmu)",
+    )
+    parser.add_argument("--k", type=int, help="neighbour rank of the score (default: models.novelty_head)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
+    add_common_arguments(parser)
+    add_reader_arguments(parser)
+
+
+def main(args: argparse.Namespace) -> int:
+    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, BundleFormatError, load_bundle, save_bundle
+    from models.novelty_fit import fit_knn_head
+    from models.novelty_head import DEFAULT_K
+    from models.onnx_export import export_bundle_folder
+
+    set_threads(args.threads)
+    path = Path(args.bundle or DEFAULT_CLASSIFIER_BUNDLE)
+    try:
+        bundle = load_bundle(path)
+    except BundleFormatError as err:
+        if "novelty head" not in str(err):
+            raise BundleError(str(err)) from err
+        bundle = _load_without_head(path, load_bundle)
+    if bundle.kind != "classifier":
+        raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
+    splits = _splits(args, bundle)
+    head = fit_knn_head(
+        bundle, splits["train"].windows, splits["val"].windows, args.k or DEFAULT_K, args.seed, args.device
+    )
+    bundle.novelty_head = head
+    save_bundle(bundle, path)
+    export_bundle_folder(path)
+    print(
+        f"{path}: novelty head {head.name} (k {head.k}, bank {len(head.bank)} training windows, calibrated "
+        f"on {head.info['calibration']['n_windows']} validation windows) in {head.info['fit_seconds']} s"
+    )
+    return 0
+
+
+def _splits(args: argparse.Namespace, bundle) -> dict:
+    """The bundle's train/val/test split of DATA's windows; stops when the train ids differ."""
+    period_config, window_config = configs_from(bundle.period_search, bundle.window)
+    dataset = load_dataset(
+        args.data,
+        period_config,
+        window_config,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        options=reader_options(args),
+    )
+    recorded = bundle.metadata.get("data", {}).get("split", {})
+    fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
+    splits = dataset.only_classes(bundle.class_names).split(fractions, seed=recorded.get("seed", 0))
+    ids = split_ids(splits)
+    if recorded.get("train_ids") is not None and ids["train_ids"] != sorted(map(str, recorded["train_ids"])):
+        raise ConfigError(
+            f"{args.data}: its split does not give the train ids recorded in {args.bundle or 'the bundle'} "
+            "(other data, or other window settings): the head would be calibrated on training objects"
+        )
+    if not len(splits["val"].windows):
+        raise ConfigError(f"{args.data}: the bundle's validation split has no windows to calibrate on")
+    return splits
+
+
+def _load_without_head(path: Path, load_bundle):
+    """Load a bundle whose head is stale (fitted on older weights), dropping the head to refit it."""
+    import json
+
+    from models.bundle import METADATA_FILE
+    from models.novelty_head import SECTION
+
+    meta = path / METADATA_FILE
+    document = json.loads(meta.read_text())
+    document.pop(SECTION, None)
+    meta.write_text(json.dumps(document, indent=1) + "\n")
+    return load_bundle(path)

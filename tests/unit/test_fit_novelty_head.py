@@ -1,0 +1,66 @@
+"""`varstream train` fits the classifier's k-NN novelty head; `varstream fit-novelty-head` refits it in place
+on the bundle's own split, and the plugin's runtime serves it (ONNX Runtime) instead of the AE-GMM."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from broker.cli import main as varstream
+from broker.config import InferenceConfig
+from broker.runtime import InferenceRuntime
+from models.bundle import DEFAULT_NOVELTY_BUNDLE, load_bundle
+from models.onnx_serving import OnnxBundle
+from tests.unit.test_bundle import synthetic_windows
+from tests.unit.test_train_period_settings import restore_torch_threads, two_shape_csv  # noqa: F401
+
+CSV_OPTIONS = ["--time-col", "mjd", "--mag-col", "mag", "--err-col", "err", "--class-col", "class"]
+
+
+@pytest.fixture
+def trained(two_shape_csv, tmp_path, restore_torch_threads):  # noqa: F811
+    out = tmp_path / "bundle"
+    argv = ["train", "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS, "--min-class-count", "2", "--exclude",
+            "--hidden", "4", "--depth", "5", "--epochs", "1", "--threads", "1", "--no-progress",
+            "--out", str(out), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert varstream(argv) == 0
+    return out
+
+
+def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, tmp_path):  # noqa: F811
+    bundle = load_bundle(trained)
+    head = bundle.novelty_head
+    assert head is not None and head.name == "csv-itcn-knn12"  # k = its 12 training windows
+    assert head.info["calibration"]["split"] == "val"
+    assert len(head.bank) == bundle.metadata["data"]["splits"]["train"]["n_windows"]
+    runtime = InferenceRuntime(InferenceConfig(classifier_bundle=str(trained), device="cpu", engine="onnx"))
+    assert runtime.uses_head and runtime.info["novelty_name"] == head.name
+    windows = synthetic_windows(6, lengths=[50, 100, 150, 200, 200, 100])
+    answers = runtime.classify([windows.subset([i]) for i in range(len(windows))])
+    reference = bundle.predict(windows).novelty_score
+    for answer, score, length in zip(answers, reference, windows.lengths, strict=True):
+        assert answer.novelty_energy == pytest.approx(score, abs=1e-5)
+        assert answer.novelty_percentile == pytest.approx(
+            float(bundle.novelty_percentile(np.array([score]), np.array([length]))[0]), abs=0.05
+        )
+    # the shipped pair: the classifier's head by default, the AE-GMM when its bundle is named
+    shipped = InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
+    assert shipped.uses_head and shipped.info["novelty_name"] == "crts-itcn-knn50"
+    named = InferenceConfig(device="cpu", engine="onnx", novelty_bundle=str(DEFAULT_NOVELTY_BUNDLE))
+    assert InferenceRuntime(named).info["novelty_name"] == "crts-aegmm"
+
+
+def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_csv, tmp_path):  # noqa: F811
+    argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
+            "--k", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert varstream(argv) == 0
+    assert load_bundle(trained).novelty_head.k == 3
+    assert OnnxBundle(trained).novelty_head.k == 3  # the refreshed export serves it too
+    other = tmp_path / "other"
+    shutil.copytree(two_shape_csv, other)
+    (other / "sine0.csv").unlink()  # another object set: another split
+    argv[argv.index(f"csv:{two_shape_csv}")] = f"csv:{other}"
+    assert varstream(argv) != 0
+    assert load_bundle(trained).novelty_head.k == 3  # left as it was
