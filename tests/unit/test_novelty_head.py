@@ -42,7 +42,7 @@ def test_score_is_the_distance_to_the_kth_nearest_unit_embedding() -> None:
     for k in (1, 5, 40):
         head = KnnNoveltyHead(bank, k, np.zeros(2), {}, {})
         brute = np.sort(np.linalg.norm(unit_rows(query)[:, None] - bank[None], axis=2), axis=1)[:, k - 1]
-        np.testing.assert_allclose(head.score(query), brute, atol=1e-7)
+        np.testing.assert_allclose(head.score(query), brute, atol=1e-6)  # float32 distances
 
 
 def test_known_outliers_are_flagged_and_known_objects_at_the_calibrated_rate() -> None:
