@@ -10,8 +10,9 @@ On disk a bundle is a folder::
                     (`models.novelty_head`; fitted by `models.novelty_fit`), listed in metadata.json.
 
 Two kinds: "classifier" (iTCN / TCN / iResNet; `Prediction.energy` is None, `Prediction.novelty_score`
-the head's score when it has one) and "novelty" (AE-GMM; its γ is also a class probability). `predict` takes numpy `Windows` and returns numpy arrays; windows of
-different true lengths are grouped so no network ever sees zero padding.
+the head's score when it has one) and "novelty" (AE-GMM; its γ is also a class probability). `predict`
+takes numpy `Windows` and returns numpy arrays; windows of different true lengths are grouped so no
+network ever sees zero padding.
 """
 
 from __future__ import annotations
@@ -252,8 +253,11 @@ def save_bundle(bundle: Bundle, path: str | Path) -> Path:
     return path
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Read a bundle folder written by `save_bundle`; raises BundleFormatError naming what is wrong."""
+def load_bundle(path: str | Path, with_novelty_head: bool = True) -> Bundle:
+    """Read a bundle folder written by `save_bundle`; raises BundleFormatError naming what is wrong.
+
+    with_novelty_head=False skips a classifier's novelty head (to refit one that is stale).
+    """
     path = Path(path)
     weights_file = path / WEIGHTS_FILE
     document = read_document(path)
@@ -282,7 +286,7 @@ def load_bundle(path: str | Path) -> Bundle:
         novelty_thresholds=novelty.get("thresholds"),
         energy_quantiles=None if not novelty else np.asarray(novelty["energy_quantiles"], np.float64),
         energy_quantiles_by_length=(novelty or {}).get("energy_quantiles_by_length"),
-        novelty_head=load_head(path, document),
+        novelty_head=load_head(path, document) if with_novelty_head else None,
     )
 
 

@@ -7,11 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from broker.cli import main as varstream
 from broker.config import InferenceConfig
 from broker.runtime import InferenceRuntime
-from models.bundle import DEFAULT_NOVELTY_BUNDLE, load_bundle
+from models.bundle import DEFAULT_NOVELTY_BUNDLE, BundleFormatError, load_bundle
 from models.onnx_serving import OnnxBundle
 from tests.unit.test_bundle import synthetic_windows
 from tests.unit.test_train_period_settings import restore_torch_threads, two_shape_csv  # noqa: F401
@@ -58,6 +59,14 @@ def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_c
     assert varstream(argv) == 0
     assert load_bundle(trained).novelty_head.k == 3
     assert OnnxBundle(trained).novelty_head.k == 3  # the refreshed export serves it too
+    # a classifier retrained in place makes its head stale: refused at load, refitted by the command
+    state = torch.load(trained / "weights.pt", weights_only=True)
+    state["aux_mean"] = state["aux_mean"] + 0.01
+    torch.save(state, trained / "weights.pt")
+    with pytest.raises(BundleFormatError, match="fit-novelty-head"):
+        load_bundle(trained)
+    assert varstream(argv) == 0
+    assert load_bundle(trained).novelty_head.k == 3
     other = tmp_path / "other"
     shutil.copytree(two_shape_csv, other)
     (other / "sine0.csv").unlink()  # another object set: another split

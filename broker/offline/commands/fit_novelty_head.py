@@ -47,11 +47,9 @@ def main(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     path = Path(args.bundle or DEFAULT_CLASSIFIER_BUNDLE)
     try:
-        bundle = load_bundle(path)
+        bundle = load_bundle(path, with_novelty_head=False)  # the head it may have is replaced
     except BundleFormatError as err:
-        if "novelty head" not in str(err):
-            raise BundleError(str(err)) from err
-        bundle = _load_without_head(path, load_bundle)
+        raise BundleError(str(err)) from err
     if bundle.kind != "classifier":
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
@@ -91,17 +89,3 @@ def _splits(args: argparse.Namespace, bundle) -> dict:
     if not len(splits["val"].windows):
         raise ConfigError(f"{args.data}: the bundle's validation split has no windows to calibrate on")
     return splits
-
-
-def _load_without_head(path: Path, load_bundle):
-    """Load a bundle whose head is stale (fitted on older weights), dropping the head to refit it."""
-    import json
-
-    from models.bundle import METADATA_FILE
-    from models.novelty_head import SECTION
-
-    meta = path / METADATA_FILE
-    document = json.loads(meta.read_text())
-    document.pop(SECTION, None)
-    meta.write_text(json.dumps(document, indent=1) + "\n")
-    return load_bundle(path)
