@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 from models.jsonio import json_default
 from models.windows import Windows
@@ -351,8 +356,6 @@ def novelty_section(
     Returns (section, seen object scores, unseen object scores); the section holds P/R/F1 and the
     fraction of known objects flagged at p80 and p95, and the ROC AUC of the object scores.
     """
-    from sklearn.metrics import roc_auc_score
-
     scores = aggregate_by_object(
         windows.object_ids, np.zeros((len(windows), 1)), windows.labels, window_scores
     )

@@ -93,3 +93,30 @@ def test_write_report_writes_metrics_and_plots(tmp_path):
     }
     assert json.loads((tmp_path / "metrics.json").read_text())["accuracy"] == 0.5
     assert all(p.stat().st_size > 1000 for p in written if p.suffix == ".png")
+
+
+def test_novelty_section_scores_objects_by_their_mean_window_score():
+    """Two known and two unseen objects, two windows each; the ranking sees each object's mean score and
+    its longest window length, as the plugin does."""
+    from models.evaluate import novelty_section
+    from models.windows import Windows
+
+    ids = np.array(["k1", "k1", "k2", "k2", "u1", "u1", "u2", "u2"], object)
+    labels = np.array(["a", "a", "b", "b", "z", "z", "z", "z"], object)
+    lengths = np.array([200, 200, 100, 100, 200, 200, 50, 50], np.int32)
+    windows = Windows(np.zeros((8, 200, 3), np.float32), np.zeros((8, 3), np.float32), lengths, ids, labels)
+    window_scores = np.array([0.5, 1.5, 2.0, 2.0, 9.6, 9.8, 4.0, 6.0])
+    seen_lengths = []
+
+    def percentile_of(scores, object_lengths):
+        seen_lengths.append(list(object_lengths))
+        return scores * 10.0
+
+    section, seen, unseen = novelty_section(windows, window_scores, percentile_of, ["a", "b"])
+    assert seen_lengths == [[200, 100, 200, 50]]
+    np.testing.assert_allclose(seen, [1.0, 2.0])
+    np.testing.assert_allclose(unseen, [9.7, 5.0])
+    assert (section["n_seen"], section["n_unseen"], section["unseen_classes"]) == (2, 2, ["z"])
+    assert section["p95"]["recall"] == 0.5 and section["p95"]["known_flagged_fraction"] == 0.0
+    assert section["p80"]["n_flagged"] == 1
+    assert section["roc_auc"] == 1.0
