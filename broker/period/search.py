@@ -62,11 +62,12 @@ def search_periods(
         if i not in found:
             results.append(PeriodResult(math.nan, 0.0, 1.0, 0, skip_reason))
             continue
-        choice, n_frequencies = found[i]
+        choice, n_frequencies, peak = found[i]
         runner_up = 1.0 / choice.runner_up if math.isfinite(choice.runner_up) else math.nan
+        fold = 1.0 / (peak if config.fold_on == "peak" else choice.frequency)
         results.append(
             PeriodResult(
-                1.0 / choice.frequency, choice.power, float(fap_of[i]), n_frequencies, None, runner_up
+                1.0 / choice.frequency, choice.power, float(fap_of[i]), n_frequencies, None, runner_up, fold
             )
         )
     return results
@@ -117,9 +118,9 @@ def _periodograms(
     return out
 
 
-def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int]]:
+def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int, float]]:
     """The first bundles' choice: the highest grid point; a capped grid is refined once around it on the
-    native step (±1 coarse step) with the same engine."""
+    native step (±1 coarse step) with the same engine. (choice, frequencies evaluated, peak frequency)."""
     capped = [k for k, p in enumerate(curves) if p.grid.df > p.native_df * (1 + 1e-9)]
     local = {k: _local_grid(curves[k], powers[k]) for k in capped}
     fine = dict(
@@ -144,7 +145,7 @@ def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tupl
             else math.nan
         )
         n_frequencies = p.grid.n + (local[k].n if k in fine else 0)
-        out.append((Choice(frequency, float(power[best]), runner), n_frequencies))
+        out.append((Choice(frequency, float(power[best]), runner), n_frequencies, frequency))
     return out
 
 
@@ -164,8 +165,9 @@ def _local_maxima(power: np.ndarray) -> np.ndarray:
     return np.flatnonzero(left & right)
 
 
-def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int]]:
-    """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit."""
+def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, float]]:
+    """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit.
+    (choice, frequencies evaluated, frequency of the highest refined peak) per curve."""
     out = []
     for p, grid, power in zip(curves, grids, powers, strict=True):
         bands = _bands(p)
@@ -183,14 +185,15 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int]]:
         peak_power = fine[np.arange(len(index)), best_in_peak]
         order = np.argsort(peak_power)[::-1]
         peak_freq, peak_power = peak_freq[order], peak_power[order]
+        peak = float(peak_freq[0])
         n_frequencies = grid.n + index.size
         if config.peak_choice == "max":
             other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
             runner = float(peak_freq[other][0]) if other.any() else math.nan
-            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies))
+            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies, peak))
             continue
         choice, n_fits = harmonic_choice(p, bands, peak_freq, config)
-        out.append((choice, n_frequencies + n_fits))
+        out.append((choice, n_frequencies + n_fits, peak))
     return out
 
 
