@@ -106,7 +106,7 @@ def _periodograms(
         per_curve = [[Series(p.t, p.y_centred, p.dy, g)] for p, g in zip(curves, grids, strict=True)]
     else:
         per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
-    flat = run_engine(engine, [s for series in per_curve for s in series], threads)
+    flat = run_engine(engine, [s for series in per_curve for s in series], threads, reuse_plans=centred)
     out, at = [], 0
     for series in per_curve:
         band_powers, at = flat[at : at + len(series)], at + len(series)
@@ -173,13 +173,15 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, f
         bands = _bands(p)
         n_peaks = PEAKS_PER_CANDIDATE * config.candidates
         peaks = _local_maxima(power)
-        peaks = peaks[np.argsort(power[peaks])[::-1][:n_peaks]]
+        if len(peaks) > n_peaks:  # the n_peaks highest (their order does not matter: refined below)
+            peaks = peaks[np.argpartition(power[peaks], len(peaks) - n_peaks)[-n_peaks:]]
         # every native-grid point within one coarse step of each coarse peak
         half = max(1, round(grid.df / p.native_df))
         n_native = math.floor((p.grid.fmax - p.grid.f0) / p.native_df + 1e-9) + 1
         centre = np.rint((grid.f0 + grid.df * peaks - p.grid.f0) / p.native_df).astype(int)
-        index = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, n_native - 1)
-        fine = harmonic.power(bands, (p.grid.f0 + p.native_df * index).ravel()).reshape(index.shape)
+        first = np.clip(centre - half, 0, max(n_native - (2 * half + 1), 0))  # runs kept inside the grid
+        index = np.minimum(first[:, None] + np.arange(2 * half + 1)[None, :], n_native - 1)
+        fine = harmonic.power_on_steps(bands, p.grid.f0 + p.native_df * first, p.native_df, 2 * half + 1)
         best_in_peak = np.argmax(fine, axis=1)
         peak_freq = p.grid.f0 + p.native_df * index[np.arange(len(index)), best_in_peak]
         peak_power = fine[np.arange(len(index)), best_in_peak]
