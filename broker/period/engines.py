@@ -32,12 +32,16 @@ def _nifty_ls(batch: Sequence[Series]) -> list[np.ndarray]:
 
 PLAN_SIZES_PER_OCTAVE = 8  # reused plans: grid sizes rounded up to 2^(k/8), at most 9% more frequencies
 COARSE_EPS = 1e-6  # FINUFFT tolerance of reused plans (nifty-ls: 1e-9): powers that nominate peaks
-_PLANS_KEPT = 8  # per thread, least recently used dropped first (a few MB each at coarse-pass sizes)
-_plans = threading.local()
+# free plans kept: at most this many modes in all (~80 bytes per mode: ~40 MB), least recently used
+# sizes dropped first; at most _PLANS_PER_SIZE pairs per size (one per thread of `[period] threads`)
+_PLAN_MODES_KEPT = 1 << 19
+_PLANS_PER_SIZE = 4
+_free_plans: OrderedDict[int, list] = OrderedDict()
+_plans_lock = threading.Lock()
 
 
 def nifty_ls_reused_plans(batch: Sequence[Series]) -> list[np.ndarray]:
-    """nifty-ls's FINUFFT periodogram with FINUFFT plans kept across curves (per thread).
+    """nifty-ls's FINUFFT periodogram with FINUFFT plans kept across curves and batches.
 
     Creating a plan costs about as much as running it at N ~ 300, and nifty-ls makes two per call. Here
     each grid size is rounded up to a few sizes per octave, so heterogeneous curves share plans; powers
@@ -50,7 +54,8 @@ def nifty_ls_reused_plans(batch: Sequence[Series]) -> list[np.ndarray]:
     for s in batch:
         n_modes = 2 ** (math.ceil(math.log2(s.grid.n) * PLAN_SIZES_PER_OCTAVE) / PLAN_SIZES_PER_OCTAVE)
         n_modes = max(math.ceil(n_modes), s.grid.n)
-        pair, solo = _plans_for(n_modes, finufft)
+        plans = _acquire_plans(n_modes, finufft)
+        pair, solo = plans
         n = len(s.t)
         y, dy = s.y[None, :], s.dy[None, :]
         yw_w = np.empty((2, n), dtype=np.complex128)
@@ -69,23 +74,30 @@ def nifty_ls_reused_plans(batch: Sequence[Series]) -> list[np.ndarray]:
             power, f1_fw[:1], f1_fw[1:], f2, norm, cpu_helpers.NormKind.Standard, True, 1
         )
         out.append(power[0, : s.grid.n])
+        _release_plans(n_modes, plans)
     return out
 
 
-def _plans_for(n_modes: int, finufft):
-    """(plan for 2 transforms, plan for 1) of `n_modes` modes, nifty-ls's settings, this thread's cache."""
-    cache = getattr(_plans, "cache", None)
-    if cache is None:
-        cache = _plans.cache = OrderedDict()
-    if n_modes in cache:
-        cache.move_to_end(n_modes)
-        return cache[n_modes]
+def _acquire_plans(n_modes: int, finufft):
+    """(plan for 2 transforms, plan for 1) of `n_modes` modes with nifty-ls's settings: a kept pair when
+    one is free, else new ones. Plans are not thread-safe: each caller holds its pair until released."""
+    with _plans_lock:
+        free = _free_plans.get(n_modes)
+        if free:
+            return free.pop()
     settings = {"eps": COARSE_EPS, "upsampfac": 1.25, "fftw": 64, "nthreads": 1, "dtype": np.complex128}
-    plans = tuple(finufft.Plan(1, (n_modes,), n_trans=k, **settings) for k in (2, 1))
-    cache[n_modes] = plans
-    while len(cache) > _PLANS_KEPT:
-        cache.popitem(last=False)
-    return plans
+    return tuple(finufft.Plan(1, (n_modes,), n_trans=k, **settings) for k in (2, 1))
+
+
+def _release_plans(n_modes: int, plans) -> None:
+    """Keep `plans` for the next curve of this size within _PLAN_MODES_KEPT (least recently used out)."""
+    with _plans_lock:
+        free = _free_plans.setdefault(n_modes, [])
+        if len(free) < _PLANS_PER_SIZE:
+            free.append(plans)
+        _free_plans.move_to_end(n_modes)
+        while len(_free_plans) > 1 and sum(n * len(f) for n, f in _free_plans.items()) > _PLAN_MODES_KEPT:
+            _free_plans.popitem(last=False)
 
 
 def _cuda(batch: Sequence[Series]) -> list[np.ndarray]:
