@@ -41,6 +41,7 @@ from broker.period import (
     search_periods,
     unavailable_reason,
 )
+from broker.period.search import PEAKS_PER_CANDIDATE
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -157,6 +158,7 @@ def _sets(limits: dict[str, int | None]) -> dict[str, list[LabelledLightCurve]]:
 
 def period_summary(limits: dict[str, int | None] | None = None) -> dict:
     """Plain nifty-ls vs ours (and today's bundle search) on the same curves and grid, per set and pooled.
+    "Ours" is exactly `PeriodSearchConfig.v2()`, the search the next bundles ship with.
 
     Returns the issue-12 summary keys (period_speedup_vs_nifty_ls, period_recovery_ours,
     period_recovery_nifty_ls: pooled over the sets) plus per-set tables under "period_sets"."""
@@ -197,6 +199,7 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
         "period_recovery_nifty_ls": pooled["plain"][1] / pooled["n"],
         "period_sets": per_set,
         "period_config_ours": dataclasses.asdict(ours_config),
+        "period_coarse_peaks_refined_per_candidate": PEAKS_PER_CANDIDATE,
         "period_clock": "process CPU time, one thread",
     }
     _print(summary)

@@ -63,7 +63,9 @@ def classify_snapshots(
             ):
                 outcomes[i] = Skipped("non_periodic", period=res)
                 continue
-            w = make_windows(snap.lightcurve, res.period_days, snap.object_id, None, runtime.window_config)
+            w = make_windows(
+                snap.lightcurve, res.fold_period_days, snap.object_id, None, runtime.window_config
+            )
             if len(w) == 0:
                 outcomes[i] = Skipped("no_window", period=res)
                 continue

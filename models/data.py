@@ -340,6 +340,7 @@ WINDOW_TABLE_COLUMNS = (
     "n_points",
     "n_windows",
     "period_days",
+    "fold_period_days",
     "power",
     "false_alarm_probability",
     "catalogue_period",
@@ -435,8 +436,16 @@ class WindowDataset:
         except (OSError, KeyError, ValueError) as err:
             raise DataError(f"cannot load window dataset {stem}.npz/.json: {err}") from err
         objects = pd.DataFrame(document["objects"], columns=list(WINDOW_TABLE_COLUMNS))
-        for column in ("period_days", "power", "false_alarm_probability", "catalogue_period"):
+        for column in (
+            "period_days",
+            "fold_period_days",
+            "power",
+            "false_alarm_probability",
+            "catalogue_period",
+        ):
             objects[column] = objects[column].astype(float)
+        # datasets written before fold_on existed folded on period_days
+        objects["fold_period_days"] = objects["fold_period_days"].fillna(objects["period_days"])
         return cls(windows, objects, document["meta"])
 
 

@@ -98,7 +98,7 @@ def _build(objects, period_config, window_config, progress, max_points, tag) -> 
                 windows = None
                 if result.searched:
                     windows = make_windows(
-                        obj.lightcurve, result.period_days, obj.object_id, obj.label, window_config
+                        obj.lightcurve, result.fold_period_days, obj.object_id, obj.label, window_config
                     )
                     parts.append(windows)
                 rows.append(_row(obj, result, windows))
@@ -130,6 +130,7 @@ def _row(obj: LabelledLightCurve, result, windows: Windows | None) -> dict:
         "n_points": len(obj.lightcurve),
         "n_windows": n_windows,
         "period_days": result.period_days,
+        "fold_period_days": result.fold_period_days,
         "power": result.power,
         "false_alarm_probability": result.false_alarm_probability,
         "catalogue_period": np.nan if obj.period is None else float(obj.period),

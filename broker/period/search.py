@@ -62,11 +62,12 @@ def search_periods(
         if i not in found:
             results.append(PeriodResult(math.nan, 0.0, 1.0, 0, skip_reason))
             continue
-        choice, n_frequencies = found[i]
+        choice, n_frequencies, peak = found[i]
         runner_up = 1.0 / choice.runner_up if math.isfinite(choice.runner_up) else math.nan
+        fold = 1.0 / (peak if config.fold_on == "peak" else choice.frequency)
         results.append(
             PeriodResult(
-                1.0 / choice.frequency, choice.power, float(fap_of[i]), n_frequencies, None, runner_up
+                1.0 / choice.frequency, choice.power, float(fap_of[i]), n_frequencies, None, runner_up, fold
             )
         )
     return results
@@ -105,7 +106,7 @@ def _periodograms(
         per_curve = [[Series(p.t, p.y_centred, p.dy, g)] for p, g in zip(curves, grids, strict=True)]
     else:
         per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
-    flat = run_engine(engine, [s for series in per_curve for s in series], threads)
+    flat = run_engine(engine, [s for series in per_curve for s in series], threads, reuse_plans=centred)
     out, at = [], 0
     for series in per_curve:
         band_powers, at = flat[at : at + len(series)], at + len(series)
@@ -117,9 +118,9 @@ def _periodograms(
     return out
 
 
-def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int]]:
+def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int, float]]:
     """The first bundles' choice: the highest grid point; a capped grid is refined once around it on the
-    native step (±1 coarse step) with the same engine."""
+    native step (±1 coarse step) with the same engine. (choice, frequencies evaluated, peak frequency)."""
     capped = [k for k, p in enumerate(curves) if p.grid.df > p.native_df * (1 + 1e-9)]
     local = {k: _local_grid(curves[k], powers[k]) for k in capped}
     fine = dict(
@@ -144,7 +145,7 @@ def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tupl
             else math.nan
         )
         n_frequencies = p.grid.n + (local[k].n if k in fine else 0)
-        out.append((Choice(frequency, float(power[best]), runner), n_frequencies))
+        out.append((Choice(frequency, float(power[best]), runner), n_frequencies, frequency))
     return out
 
 
@@ -164,33 +165,37 @@ def _local_maxima(power: np.ndarray) -> np.ndarray:
     return np.flatnonzero(left & right)
 
 
-def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int]]:
-    """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit."""
+def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, float]]:
+    """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit.
+    (choice, frequencies evaluated, frequency of the highest refined peak) per curve."""
     out = []
     for p, grid, power in zip(curves, grids, powers, strict=True):
         bands = _bands(p)
         n_peaks = PEAKS_PER_CANDIDATE * config.candidates
         peaks = _local_maxima(power)
-        peaks = peaks[np.argsort(power[peaks])[::-1][:n_peaks]]
+        if len(peaks) > n_peaks:  # the n_peaks highest (their order does not matter: refined below)
+            peaks = peaks[np.argpartition(power[peaks], len(peaks) - n_peaks)[-n_peaks:]]
         # every native-grid point within one coarse step of each coarse peak
         half = max(1, round(grid.df / p.native_df))
         n_native = math.floor((p.grid.fmax - p.grid.f0) / p.native_df + 1e-9) + 1
         centre = np.rint((grid.f0 + grid.df * peaks - p.grid.f0) / p.native_df).astype(int)
-        index = np.clip(centre[:, None] + np.arange(-half, half + 1)[None, :], 0, n_native - 1)
-        fine = harmonic.power(bands, (p.grid.f0 + p.native_df * index).ravel()).reshape(index.shape)
+        first = np.clip(centre - half, 0, max(n_native - (2 * half + 1), 0))  # runs kept inside the grid
+        index = np.minimum(first[:, None] + np.arange(2 * half + 1)[None, :], n_native - 1)
+        fine = harmonic.power_on_steps(bands, p.grid.f0 + p.native_df * first, p.native_df, 2 * half + 1)
         best_in_peak = np.argmax(fine, axis=1)
         peak_freq = p.grid.f0 + p.native_df * index[np.arange(len(index)), best_in_peak]
         peak_power = fine[np.arange(len(index)), best_in_peak]
         order = np.argsort(peak_power)[::-1]
         peak_freq, peak_power = peak_freq[order], peak_power[order]
+        peak = float(peak_freq[0])
         n_frequencies = grid.n + index.size
         if config.peak_choice == "max":
             other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
             runner = float(peak_freq[other][0]) if other.any() else math.nan
-            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies))
+            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies, peak))
             continue
         choice, n_fits = harmonic_choice(p, bands, peak_freq, config)
-        out.append((choice, n_frequencies + n_fits))
+        out.append((choice, n_frequencies + n_fits, peak))
     return out
 
 

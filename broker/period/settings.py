@@ -28,9 +28,18 @@ MULTIBAND_MODES = ("centre", "per-band")
 # max: the highest periodogram peak (the first bundles). harmonic: refit the top peaks, their 2P and
 #   daily aliases with a multi-harmonic model and keep the lowest BIC.
 PEAK_CHOICES = ("max", "harmonic")
+# chosen: fold windows with the published period (the first bundles). peak: fold with the highest refined
+#   periodogram peak, before the alias/2P choice, so every object of a class folds the same way.
+FOLD_ON = ("chosen", "peak")
 
 # Settings added after the first bundles, at the values that reproduce them: left out of fingerprints.
-_LEGACY_DEFAULTS = {"peak_choice": "max", "candidates": 5, "harmonic_terms": 3, "coarse_factor": 1}
+_LEGACY_DEFAULTS = {
+    "peak_choice": "max",
+    "candidates": 5,
+    "harmonic_terms": 3,
+    "coarse_factor": 1,
+    "fold_on": "chosen",
+}
 
 
 class PeriodConfigError(ConfigError, ValueError):
@@ -48,6 +57,7 @@ class PeriodSearchConfig:
     PEAK_CHOICES; candidates: periodogram peaks refitted by "harmonic"; harmonic_terms: Fourier terms of
     that refit (2P is fitted with twice as many). coarse_factor: > 1 evaluates the periodogram on a grid
     this many times coarser, then the best `4 * candidates` coarse peaks exactly on the native grid.
+    fold_on: one of FOLD_ON, the period `PeriodResult.fold_period_days` carries (windows fold with it).
     backend, threads: informational (what the bundle was built with); the engine is chosen by the operator.
     """
 
@@ -63,6 +73,7 @@ class PeriodSearchConfig:
     candidates: int = 5
     harmonic_terms: int = 3
     coarse_factor: int = 1
+    fold_on: str = "chosen"
 
     def __post_init__(self) -> None:
         if not 0 < self.min_period_days < self.max_period_days:
@@ -86,6 +97,8 @@ class PeriodSearchConfig:
             )
         if self.peak_choice not in PEAK_CHOICES:
             raise PeriodConfigError(f"unknown peak_choice {self.peak_choice!r}; valid: {list(PEAK_CHOICES)}")
+        if self.fold_on not in FOLD_ON:
+            raise PeriodConfigError(f"unknown fold_on {self.fold_on!r}; valid: {list(FOLD_ON)}")
         from broker.period.engines import ENGINE_NAMES
 
         if self.backend not in ENGINE_NAMES:
@@ -94,7 +107,8 @@ class PeriodSearchConfig:
     @classmethod
     def v2(cls, **overrides) -> PeriodSearchConfig:
         """The recommended science for the next retraining (issue 11): HADS reachable (0.03 d), one shared
-        period over per-band sinusoids, alias-aware choice by a 3-term refit, coarse-to-fine grid."""
+        period over per-band sinusoids, alias-aware choice by a 3-term refit, coarse-to-fine grid,
+        windows folded on the highest peak (the published period stays the alias-aware choice)."""
         settings = {
             "min_period_days": 0.03,
             "multiband": "per-band",
@@ -102,6 +116,7 @@ class PeriodSearchConfig:
             "candidates": 5,
             "harmonic_terms": 3,
             "coarse_factor": 3,
+            "fold_on": "peak",
         }
         return cls(**(settings | overrides))
 
@@ -120,7 +135,9 @@ class PeriodResult:
     that carries the chosen period (for a period chosen at twice a peak's period, that peak's power).
     false_alarm_probability: Baluev upper bound for that power (1.0 when skipped). n_frequencies: points
     evaluated. skip_reason: one of SKIP_REASONS, or None when searched. runner_up_period_days: the best
-    candidate more than 1% away from the chosen period (NaN when there is none).
+    candidate more than 1% away from the chosen period (NaN when there is none). fold_period_days: the
+    period windows are folded with: the highest refined periodogram peak's (before the alias/2P choice)
+    when fold_on is "peak", else period_days (NaN when skipped; defaults to period_days when not given).
     """
 
     period_days: float
@@ -129,6 +146,11 @@ class PeriodResult:
     n_frequencies: int
     skip_reason: str | None = None
     runner_up_period_days: float = math.nan
+    fold_period_days: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fold_period_days is None:
+            object.__setattr__(self, "fold_period_days", self.period_days)
 
     @property
     def searched(self) -> bool:

@@ -111,3 +111,55 @@ def test_the_reference_is_astropys_exact_lomb_scargle_and_the_one_term_fit():
     chi2, chi2_0 = multiband_chi2(band, freqs, 1)
     np.testing.assert_allclose(power(band, freqs), exact, atol=1e-10)
     np.testing.assert_allclose(1 - chi2 / chi2_0, exact, atol=1e-9)
+
+
+def _least_squares_chi2(bands, freqs, terms):
+    """Reference: per-band design matrix [1, cos kθ, sin kθ] and numpy's least squares, one frequency at
+    a time (what the trigonometric-sum normal equations must reproduce)."""
+    out = np.zeros(len(freqs))
+    for t, y, w in bands:
+        sw = np.sqrt(w)
+        for i, f in enumerate(freqs):
+            theta = 2 * np.pi * f * t
+            k = np.arange(1, terms + 1)[None, :]
+            x = np.hstack([np.ones((len(t), 1)), np.cos(k * theta[:, None]), np.sin(k * theta[:, None])])
+            beta = np.linalg.lstsq(x * sw[:, None], y * sw, rcond=None)[0]
+            out[i] += float(np.sum(w * (y - x @ beta) ** 2))
+    return out
+
+
+@pytest.mark.parametrize("terms", [1, 2, 3, 6])
+def test_multi_harmonic_chi2_is_the_least_squares_fit_on_irregular_and_regular_frequencies(terms):
+    lc, _ = sparse_multiband(3, per_band=40)
+    names = np.unique(lc.band.astype(str))
+    bands = [(lc.mjd[lc.band == b], lc.mag[lc.band == b], lc.magerr[lc.band == b] ** -2.0) for b in names]
+    irregular = np.random.default_rng(0).uniform(0.01, 20.0, 25)
+    runs = (np.array([0.4, 1.633, 7.1])[:, None] + 3e-4 * np.arange(17)[None, :]).ravel()  # a polish grid
+    for freqs in (irregular, runs):
+        chi2, chi2_0 = multiband_chi2(bands, freqs, terms)
+        reference = _least_squares_chi2(bands, freqs, terms)
+        np.testing.assert_allclose(chi2, reference, rtol=1e-7, atol=1e-9 * chi2_0)
+    if terms == 1:
+        np.testing.assert_allclose(power(bands, runs), 1 - reference / chi2_0, atol=1e-9)
+
+
+def test_reused_plans_give_nifty_ls_powers_and_stay_bounded():
+    from broker.period import engines
+
+    pytest.importorskip("nifty_ls")
+    rng = np.random.default_rng(5)
+    batch = []
+    for n_freq in (3_000, 3_100, 17_777, 40_000, 3_050, *range(50_000, 62_000, 1_000)):
+        t = np.sort(rng.uniform(0, 2000, 200))
+        y = 15 + 0.2 * np.sin(2 * np.pi * t / rng.uniform(0.1, 30)) + rng.normal(0, 0.05, 200)
+        batch.append(Series(t, y, np.full(200, 0.05), FrequencyGrid(1 / 2000, 25.0 / n_freq, n_freq)))
+    reused = engines.nifty_ls_reused_plans(batch)
+    assert [len(p) for p in reused] == [s.grid.n for s in batch]
+    for got, expected in zip(reused, engines.run_engine("nifty-ls", batch), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert np.argmax(got) == np.argmax(expected)
+    kept = sum(n * len(free) for n, free in engines._free_plans.items())
+    assert 0 < kept <= engines._PLAN_MODES_KEPT  # kept across calls, least recently used sizes out
+    threaded = run_engine("nifty-ls", batch, threads=2, reuse_plans=True)
+    for got, expected in zip(threaded, reused, strict=True):
+        np.testing.assert_array_equal(got, expected)

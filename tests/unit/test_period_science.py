@@ -72,6 +72,21 @@ def test_eclipsing_binary_is_reported_at_its_orbital_period():
     assert chosen.significant() and chosen.power == pytest.approx(legacy.power, rel=0.01)
 
 
+def test_fold_on_peak_folds_an_eclipsing_binary_at_its_highest_peak_while_2p_is_published():
+    period = 1.37
+    lc = eclipsing(np.random.default_rng(7), period)
+    (on_peak,) = search_periods([lc], V2)
+    assert V2.fold_on == "peak"
+    assert on_peak.period_days == pytest.approx(period, rel=0.01)  # the published choice: 2P
+    assert on_peak.fold_period_days == pytest.approx(period / 2, rel=0.01)  # the highest peak: P
+    (on_chosen,) = search_periods([lc], dataclasses.replace(V2, fold_on="chosen"))
+    assert on_chosen.fold_period_days == on_chosen.period_days == on_peak.period_days
+    (legacy,) = search_periods([lc], PeriodSearchConfig(**FAST))
+    assert legacy.fold_period_days == legacy.period_days
+    with pytest.raises(ValueError, match="fold_on"):
+        PeriodSearchConfig(fold_on="catalogue")
+
+
 @pytest.mark.parametrize("period", [0.3141, 2.718, 23.0])
 def test_harmonic_choice_keeps_sinusoids_at_their_period(period):
     (result,) = search_periods([sinusoid(np.random.default_rng(int(period * 1000)), period)], V2)
@@ -115,6 +130,7 @@ def test_new_settings_default_to_the_first_bundles_and_stay_out_of_their_fingerp
     assert PeriodSearchConfig(**first_bundle).fingerprint() == first_bundle
     assert PeriodSearchConfig(**first_bundle) == PeriodSearchConfig()
     v2 = PeriodSearchConfig.v2().fingerprint()
+    assert v2["fold_on"] == "peak" and "fold_on" not in PeriodSearchConfig().fingerprint()
     assert v2["peak_choice"] == "harmonic" and v2["multiband"] == "per-band" and v2["min_period_days"] == 0.03
 
 
