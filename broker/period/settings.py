@@ -31,6 +31,7 @@ PEAK_CHOICES = ("max", "harmonic")
 
 # Settings added after the first bundles, at the values that reproduce them: left out of fingerprints.
 _LEGACY_DEFAULTS = {"peak_choice": "max", "candidates": 5, "harmonic_terms": 3, "coarse_factor": 1}
+_LEGACY_DEFAULTS["min_cycles"] = 0.0  # added after the first v2 windows
 
 
 class PeriodConfigError(ConfigError, ValueError):
@@ -48,6 +49,7 @@ class PeriodSearchConfig:
     PEAK_CHOICES; candidates: periodogram peaks refitted by "harmonic"; harmonic_terms: Fourier terms of
     that refit (2P is fitted with twice as many). coarse_factor: > 1 evaluates the periodogram on a grid
     this many times coarser, then the best `4 * candidates` coarse peaks exactly on the native grid.
+    min_cycles: "harmonic" chooses only periods that repeat this often over the baseline (0: any).
     backend, threads: informational (what the bundle was built with); the engine is chosen by the operator.
     """
 
@@ -63,6 +65,7 @@ class PeriodSearchConfig:
     candidates: int = 5
     harmonic_terms: int = 3
     coarse_factor: int = 1
+    min_cycles: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_period_days < self.max_period_days:
@@ -80,6 +83,8 @@ class PeriodSearchConfig:
                 "need candidates >= 1, 1 <= harmonic_terms <= 6, coarse_factor >= 1; got "
                 f"{self.candidates}, {self.harmonic_terms}, {self.coarse_factor}"
             )
+        if not self.min_cycles >= 0:
+            raise PeriodConfigError(f"need min_cycles >= 0, got {self.min_cycles}")
         if self.multiband not in MULTIBAND_MODES:
             raise PeriodConfigError(
                 f"unknown multiband mode {self.multiband!r}; valid: {list(MULTIBAND_MODES)}"
@@ -102,6 +107,7 @@ class PeriodSearchConfig:
             "candidates": 5,
             "harmonic_terms": 3,
             "coarse_factor": 3,
+            "min_cycles": 3.0,
         }
         return cls(**(settings | overrides))
 
