@@ -24,6 +24,7 @@ MIN_ODD_SHARE = 0.02  # 2P must explain this share of the variance its P fit lea
 POLISH_POINTS = 17  # chi^2 samples across ±1 native step when polishing a candidate
 FINALISTS = 3  # seeds polished to their chi^2 minimum before the final comparison
 DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
+SIGNIFICANT = 0.01  # false-alarm probability below which a repeating period beats a stronger slow peak
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,23 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
     runner = float(others[0]) if others else math.nan
     peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
+    if peak_freq[0] < f_repeats and not significant(p, bands, peak_power):
+        # nothing that repeats stands out: the strongest peak, slow as it is, says more (a trend)
+        slow_power = float(harmonic.power(bands, peak_freq[:1])[0])
+        return Choice(float(peak_freq[0]), slow_power, float(f_best)), evaluations
     return Choice(float(f_best), peak_power, runner), evaluations
+
+
+def significant(p: Prepared, bands, power: float) -> bool:
+    """Whether a peak of this power has a Baluev false-alarm probability below SIGNIFICANT on the searched
+    grid (the probability the published result carries)."""
+    fap = harmonic.false_alarm_probability(
+        [power],
+        [p.grid.fmax],
+        [sum(len(t) for t, _, _ in bands)],
+        [harmonic.weighted_time_variance(p.t, p.dy)],
+    )
+    return bool(fap[0] < SIGNIFICANT)
 
 
 def alias_seeds(peaks: np.ndarray) -> np.ndarray:
