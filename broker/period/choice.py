@@ -4,7 +4,8 @@ A single sine's highest peak is often not the period: eclipsing binaries peak at
 nightly cadence puts alias peaks at |f ± k| cycles/day that fold the points almost as well. The top peaks,
 their daily aliases and their doubled periods are refitted with a multi-harmonic model and chosen by BIC.
 A period must also repeat `min_cycles` times over the baseline: a slow trend (a blend, a seasonal zero-point
-drift) that outfits the pulsation with one or two "cycles" is not a period the data establish.
+drift) that outfits the pulsation with one or two "cycles" is not a period the data establish. The trend is
+still reported when nothing that repeats is significant.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
     eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
     Candidates are polished to their local chi^2 minimum. Periods (P or 2P) that repeat fewer than
-    `config.min_cycles` times over the baseline are not candidates, unless no peak repeats that often.
-    Returns (choice, frequencies evaluated)."""
+    `config.min_cycles` times over the baseline are not candidates; but when the highest peak is such a
+    slow one and the chosen period's peak is not significant (FAP >= SIGNIFICANT), the slow peak is kept,
+    as it is when no peak repeats. Returns (choice, frequencies evaluated)."""
     # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
     sparsest = min(len(t) for t, _, _ in bands)
     terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
@@ -98,8 +100,9 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
         # the odd harmonics must matter to the shape (unequal eclipses do; a Cepheid's 0.2% does not)
         odd_share = (chi2_1 - chi2_2) / np.maximum(chi2_0 - chi2_2, 1e-300)
         # 2P up to twice the longest period, if it repeats min_cycles times (seeds at P all do)
-        worth_it = (odd_share >= MIN_ODD_SHARE) & (seeds / 2 >= max(fmin / 2, f_repeats))
-        bic_1 = np.where(seeds >= f_repeats, chi2_1 / scale + p1 * log_n, np.inf)  # aliases may not
+        worth_it = (odd_share >= MIN_ODD_SHARE) & (f2 >= fmin / 2) & (seeds / 2 >= f_repeats)
+        # the daily aliases of a repeating peak need not repeat themselves
+        bic_1 = np.where(seeds >= f_repeats, chi2_1 / scale + p1 * log_n, np.inf)
         bic_2 = np.where(worth_it, chi2_2 / scale + p2 * log_n, np.inf)
         return np.stack([f1, f2]), np.stack([bic_1, bic_2]), np.stack([f1, 2 * f2])
 
@@ -117,20 +120,20 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
     runner = float(others[0]) if others else math.nan
     peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
-    if peak_freq[0] < f_repeats and not significant(p, bands, peak_power):
+    if peak_freq[0] < f_repeats and not significant(p, peak_power):
         # nothing that repeats stands out: the strongest peak, slow as it is, says more (a trend)
         slow_power = float(harmonic.power(bands, peak_freq[:1])[0])
         return Choice(float(peak_freq[0]), slow_power, float(f_best)), evaluations
     return Choice(float(f_best), peak_power, runner), evaluations
 
 
-def significant(p: Prepared, bands, power: float) -> bool:
+def significant(p: Prepared, power: float) -> bool:
     """Whether a peak of this power has a Baluev false-alarm probability below SIGNIFICANT on the searched
     grid (the probability the published result carries)."""
     fap = harmonic.false_alarm_probability(
         [power],
         [p.grid.fmax],
-        [sum(len(t) for t, _, _ in bands)],
+        [len(p.t)],
         [harmonic.weighted_time_variance(p.t, p.dy)],
     )
     return bool(fap[0] < SIGNIFICANT)
