@@ -3,6 +3,9 @@
 A single sine's highest peak is often not the period: eclipsing binaries peak at half the orbit, and a
 nightly cadence puts alias peaks at |f ± k| cycles/day that fold the points almost as well. The top peaks,
 their daily aliases and their doubled periods are refitted with a multi-harmonic model and chosen by BIC.
+A period must also repeat `min_cycles` times over the baseline: a slow trend (a blend, a seasonal zero-point
+drift) that outfits the pulsation with one or two "cycles" is not a period the data establish. The trend is
+still reported when nothing that repeats is significant.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ MIN_ODD_SHARE = 0.02  # 2P must explain this share of the variance its P fit lea
 POLISH_POINTS = 17  # chi^2 samples across ±1 native step when polishing a candidate
 FINALISTS = 3  # seeds polished to their chi^2 minimum before the final comparison
 DIFFERENT = 0.01  # a runner-up differs from the chosen period by more than this fraction
+SIGNIFICANT = 0.01  # false-alarm probability below which a repeating period beats a stronger slow peak
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,23 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     Each candidate frequency f is fitted with `harmonic_terms` harmonics (per band; fewer when a band is
     sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
     eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
-    Candidates are polished to their local chi^2 minimum. Returns (choice, frequencies evaluated)."""
+    Candidates are polished to their local chi^2 minimum. Periods (P or 2P) that repeat fewer than
+    `config.min_cycles` times over the baseline are not candidates; but when the highest peak is such a
+    slow one and the chosen period's peak is not significant (FAP >= SIGNIFICANT), the slow peak is kept,
+    as it is when no peak repeats. Returns (choice, frequencies evaluated)."""
     # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
     sparsest = min(len(t) for t, _, _ in bands)
     terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
     fmin, fmax = p.grid.f0, p.grid.fmax
+    # the lowest frequency that repeats min_cycles times over the baseline (waived when no peak does)
+    f_repeats = config.min_cycles / max(float(np.ptp(p.t)), 1e-9)
+    peaks = peak_freq[peak_freq >= f_repeats]
+    if not len(peaks):
+        peaks, f_repeats = peak_freq, 0.0
     # with one term the refit is the periodogram itself: only the 2P test can add information
-    seeds = list(peak_freq[: config.candidates] if terms > 1 else peak_freq[:1])
+    seeds = list(peaks[: config.candidates] if terms > 1 else peaks[:1])
     if terms > 1:
-        seeds += list(alias_seeds(peak_freq[:2]))
+        seeds += list(alias_seeds(peaks[:2]))
     seeds = np.array([f for f in seeds if fmin <= f <= fmax])
     n_points = sum(len(t) for t, _, _ in bands)
     log_n = math.log(n_points)
@@ -87,9 +99,12 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
         scale = max(1.0, float(np.min(chi2_2)) / max(n_points - p2, 1))
         # the odd harmonics must matter to the shape (unequal eclipses do; a Cepheid's 0.2% does not)
         odd_share = (chi2_1 - chi2_2) / np.maximum(chi2_0 - chi2_2, 1e-300)
-        worth_it = (odd_share >= MIN_ODD_SHARE) & (f2 >= fmin / 2)  # 2P up to twice the longest period
+        # 2P up to twice the longest period, if it repeats min_cycles times (seeds at P all do)
+        worth_it = (odd_share >= MIN_ODD_SHARE) & (f2 >= fmin / 2) & (seeds / 2 >= f_repeats)
+        # the daily aliases of a repeating peak need not repeat themselves
+        bic_1 = np.where(seeds >= f_repeats, chi2_1 / scale + p1 * log_n, np.inf)
         bic_2 = np.where(worth_it, chi2_2 / scale + p2 * log_n, np.inf)
-        return np.stack([f1, f2]), np.stack([chi2_1 / scale + p1 * log_n, bic_2]), np.stack([f1, 2 * f2])
+        return np.stack([f1, f2]), np.stack([bic_1, bic_2]), np.stack([f1, 2 * f2])
 
     # every seed at its grid frequency; then the best FINALISTS seeds polished and compared again
     first_freqs, first_score, _ = bic(False, seeds)
@@ -105,7 +120,23 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
     runner = float(others[0]) if others else math.nan
     peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
+    if peak_freq[0] < f_repeats and not significant(p, peak_power):
+        # nothing that repeats stands out: the strongest peak, slow as it is, says more (a trend)
+        slow_power = float(harmonic.power(bands, peak_freq[:1])[0])
+        return Choice(float(peak_freq[0]), slow_power, float(f_best)), evaluations
     return Choice(float(f_best), peak_power, runner), evaluations
+
+
+def significant(p: Prepared, power: float) -> bool:
+    """Whether a peak of this power has a Baluev false-alarm probability below SIGNIFICANT on the searched
+    grid (the probability the published result carries)."""
+    fap = harmonic.false_alarm_probability(
+        [power],
+        [p.grid.fmax],
+        [len(p.t)],
+        [harmonic.weighted_time_variance(p.t, p.dy)],
+    )
+    return bool(fap[0] < SIGNIFICANT)
 
 
 def alias_seeds(peaks: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ _LEGACY_DEFAULTS = {
     "harmonic_terms": 3,
     "coarse_factor": 1,
     "fold_on": "chosen",
+    "min_cycles": 0.0,
 }
 
 
@@ -58,6 +59,7 @@ class PeriodSearchConfig:
     that refit (2P is fitted with twice as many). coarse_factor: > 1 evaluates the periodogram on a grid
     this many times coarser, then the best `4 * candidates` coarse peaks exactly on the native grid.
     fold_on: one of FOLD_ON, the period `PeriodResult.fold_period_days` carries (windows fold with it).
+    min_cycles: "harmonic" chooses only periods that repeat this often over the baseline (0: any).
     backend, threads: informational (what the bundle was built with); the engine is chosen by the operator.
     """
 
@@ -74,6 +76,7 @@ class PeriodSearchConfig:
     harmonic_terms: int = 3
     coarse_factor: int = 1
     fold_on: str = "chosen"
+    min_cycles: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_period_days < self.max_period_days:
@@ -91,6 +94,8 @@ class PeriodSearchConfig:
                 "need candidates >= 1, 1 <= harmonic_terms <= 6, coarse_factor >= 1; got "
                 f"{self.candidates}, {self.harmonic_terms}, {self.coarse_factor}"
             )
+        if not self.min_cycles >= 0:
+            raise PeriodConfigError(f"need min_cycles >= 0, got {self.min_cycles}")
         if self.multiband not in MULTIBAND_MODES:
             raise PeriodConfigError(
                 f"unknown multiband mode {self.multiband!r}; valid: {list(MULTIBAND_MODES)}"
@@ -115,8 +120,9 @@ class PeriodSearchConfig:
             "peak_choice": "harmonic",
             "candidates": 5,
             "harmonic_terms": 3,
-            "coarse_factor": 3,
+            "coarse_factor": 5,
             "fold_on": "peak",
+            "min_cycles": 3.0,
         }
         return cls(**(settings | overrides))
 
