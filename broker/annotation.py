@@ -10,7 +10,7 @@ from broker.outcomes import Annotated
 from broker.runtime import InferenceRuntime
 from models.lightcurve import LightCurve
 
-SCHEMA_VERSION = "1.1"  # 1.1: period_runner_up_days (optional, default null)
+SCHEMA_VERSION = "1.2"  # 1.1: period_runner_up_days; 1.2: fold_period_days (both optional, default null)
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -44,6 +44,7 @@ def build_annotation(
         "period_power": float(p.power),
         "period_significance": float(p.false_alarm_probability),
         "period_runner_up_days": _finite_or_none(p.runner_up_period_days),
+        "fold_period_days": _finite_or_none(p.fold_period_days),
         "class_names": names,
         "probabilities": [float(x) for x in c.proba],
         "predicted_class": names[best],

@@ -11,7 +11,7 @@ import schemas
 from broker.codecs import decode_annotation, encode_annotation
 from broker.errors import DecodeError
 
-ADDED_IN_1_1 = "period_runner_up_days"
+ADDED_AFTER_1_0 = ("period_runner_up_days", "fold_period_days")  # 1.1, 1.2: optional, default null
 
 
 def annotation(**overrides) -> dict:
@@ -27,6 +27,7 @@ def annotation(**overrides) -> dict:
         "period_power": 0.83,
         "period_significance": 1.2e-12,
         "period_runner_up_days": 1.1346842,
+        "fold_period_days": 0.5673421,
         "class_names": ["RRab", "RRc", "Cepheid", "EB"],
         "probabilities": [0.91, 0.05, 0.03, 0.01],
         "predicted_class": "RRab",
@@ -41,15 +42,15 @@ def annotation(**overrides) -> dict:
         "windows_used": 3,
         "alert_timestamp_ms": 1_700_000_000_123,
         "annotated_at_ms": 1_700_000_001_456,
-        "schema_version": "1.1",
+        "schema_version": "1.2",
     }
     return record | overrides
 
 
 def schema_1_0() -> dict:
-    """The annotation schema as it was before period_runner_up_days (1.0)."""
+    """The annotation schema as it was before period_runner_up_days and fold_period_days (1.0)."""
     schema = schemas.load("annotation")
-    return schema | {"fields": [f for f in schema["fields"] if f["name"] != ADDED_IN_1_1]}
+    return schema | {"fields": [f for f in schema["fields"] if f["name"] not in ADDED_AFTER_1_0]}
 
 
 @pytest.mark.parametrize(
@@ -63,6 +64,7 @@ def schema_1_0() -> dict:
             novelty_model_name=None,
             novelty_model_version=None,
             period_runner_up_days=None,
+            fold_period_days=None,
         ),
     ],
     ids=["with-novelty", "without-novelty-or-runner-up"],
@@ -115,14 +117,14 @@ def test_bytes_that_are_not_one_annotation_are_a_decode_error():
 def test_old_readers_read_new_records_and_the_new_reader_reads_old_ones():
     new_record = annotation()
     old_reader = fastavro.reader(io.BytesIO(encode_annotation(new_record)), reader_schema=schema_1_0())
-    assert list(old_reader) == [{k: v for k, v in new_record.items() if k != ADDED_IN_1_1}]
+    assert list(old_reader) == [{k: v for k, v in new_record.items() if k not in ADDED_AFTER_1_0}]
 
-    old_record = {k: v for k, v in annotation(schema_version="1.0").items() if k != ADDED_IN_1_1}
+    old_record = {k: v for k, v in annotation(schema_version="1.0").items() if k not in ADDED_AFTER_1_0}
     written_by_1_0 = io.BytesIO()
     fastavro.writer(written_by_1_0, fastavro.parse_schema(schema_1_0()), [old_record])
-    assert decode_annotation(written_by_1_0.getvalue()) == old_record | {ADDED_IN_1_1: None}
+    assert decode_annotation(written_by_1_0.getvalue()) == old_record | dict.fromkeys(ADDED_AFTER_1_0)
     resolved = fastavro.reader(
         io.BytesIO(written_by_1_0.getvalue()), reader_schema=schemas.load("annotation")
     )
-    assert list(resolved) == [old_record | {ADDED_IN_1_1: None}]
-    assert encode_annotation(old_record)  # a producer still on 1.0 fields writes valid 1.1 records
+    assert list(resolved) == [old_record | dict.fromkeys(ADDED_AFTER_1_0)]
+    assert encode_annotation(old_record)  # a producer still on 1.0 fields writes valid 1.2 records

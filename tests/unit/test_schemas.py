@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 ANNOTATION_FIELDS = [
     "objectId", "alertId", "survey", "mjd", "n_points", "bands", "baseline_days", "period_days",
-    "period_power", "period_significance", "period_runner_up_days", "class_names", "probabilities",
+    "period_power", "period_significance", "period_runner_up_days", "fold_period_days", "class_names",
+    "probabilities",
     "predicted_class", "predicted_probability", "novelty_energy", "novelty_percentile", "is_novel",
     "model_name", "model_version", "novelty_model_name", "novelty_model_version", "windows_used",
     "alert_timestamp_ms", "annotated_at_ms", "schema_version",
@@ -150,5 +151,5 @@ def test_annotation_schema_has_the_agreed_fields_each_documented():
     nullable = {f["name"] for f in raw["fields"] if isinstance(f["type"], list)}
     assert nullable == {
         "novelty_energy", "novelty_percentile", "is_novel", "novelty_model_name", "novelty_model_version",
-        "period_runner_up_days",
+        "period_runner_up_days", "fold_period_days",
     }  # fmt: skip
