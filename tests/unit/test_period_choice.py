@@ -25,8 +25,9 @@ def rrab(phase: np.ndarray) -> np.ndarray:
     return np.where(rise, 0.5 - phase / 0.15, -0.5 + (phase - 0.15) / 0.85) * 0.8
 
 
-def nightly_times(rng: np.random.Generator, nights: int, spread: float = 0.06) -> np.ndarray:
-    """One visit a night at nearly the same sidereal time (an hour or two of spread) [days]."""
+def nightly_times(rng: np.random.Generator, nights: int, spread: float) -> np.ndarray:
+    """One visit on each of `nights` random nights (of twice as many) at nearly the same sidereal time,
+    with a normal scatter of `spread` days [days]."""
     night = np.sort(rng.choice(np.arange(nights * 2), size=nights, replace=False)).astype(float)
     return night / SIDEREAL + rng.normal(0.0, spread, nights)
 
@@ -38,22 +39,25 @@ def two_bands(t: np.ndarray, mag: np.ndarray, rng: np.random.Generator, noise: f
     return LightCurve.from_arrays(t, scaled, np.full(len(t), noise), band)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_nightly_rr_lyrae_is_chosen_over_its_sidereal_aliases(seed):
-    """One visit a night puts alias peaks at |f ± 1.0027| c/d; the sharp RRab shape folds only at f."""
+def test_nightly_rr_lyrae_is_chosen_over_its_sidereal_aliases():
+    """60 visits, one a night within about an hour of the same sidereal time, noise half the amplitude:
+    the alias peaks at |f ± 1.0027| c/d are often the highest, but only f folds the sharp RRab rise."""
     period = 0.5731
-    rng = np.random.default_rng(seed)
-    t = nightly_times(rng, 150)
-    lc = two_bands(t, rrab((t / period) % 1.0), rng, noise=0.05)
-    (result,) = search_periods([lc], V2)
-    assert result.period_days == pytest.approx(period, rel=0.01)
-    assert result.significant()
+    curves = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        t = nightly_times(rng, 60, spread=0.04)
+        curves.append(two_bands(t, rrab((t / period) % 1.0), rng, noise=0.2))
+    chosen = search_periods(curves, V2)
+    highest_peak = search_periods(curves, dataclasses.replace(V2, peak_choice="max"))
+    assert sum(abs(r.period_days / period - 1) < 0.01 for r in chosen) >= 8, chosen
+    assert sum(abs(r.period_days / period - 1) < 0.01 for r in highest_peak) <= 5, highest_peak
 
 
 def pulsation_on_a_trend(seed: int, drift: float = 0.4) -> tuple[LightCurve, float]:
     """A 0.61 d RRab (0.4 mag peak to peak) on a slow drift (a 240 d sinusoid, `drift` mag peak to peak),
-    300 visits at random hours of random nights over 300 d with seasonal gaps: the drift, seen only 1.25
-    times, is the highest periodogram peak."""
+    about 210 visits at random hours of random nights over 300 d with seasonal gaps: the drift, seen only
+    1.25 times, is the highest periodogram peak."""
     period = 0.6123
     rng = np.random.default_rng(seed)
     t = survey_times(rng, 300, 300.0)
@@ -75,13 +79,15 @@ def test_a_slow_drift_seen_once_does_not_outfit_the_pulsation():
 
 
 def test_a_period_seen_fewer_times_is_still_reported_when_nothing_repeats():
-    """Only a slow sinusoid (1.5 cycles over the baseline): the rule is waived, the period is kept."""
+    """Only a slow sinusoid (1.5 cycles over the baseline): every peak that repeats is noise, none is
+    significant, so the slow period is reported (significant) with the best repeating one as runner-up."""
     rng = np.random.default_rng(3)
     t = np.sort(rng.uniform(0, 300, 200))
     lc = LightCurve.from_arrays(t, 15 + 0.5 * np.sin(2 * np.pi * t / 200.0) + rng.normal(0, 0.02, 200),
                                 np.full(200, 0.02))  # fmt: skip
     (result,) = search_periods([lc], dataclasses.replace(V2, max_period_days=1000.0))
     assert result.period_days == pytest.approx(200.0, rel=0.1)
+    assert result.significant() and result.runner_up_period_days < 100
 
 
 def test_harmonic_choice_keeps_its_signature_and_counts_its_fits():
