@@ -32,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="FORMAT:PATH the bundle was trained on (crts:../shared/data/crts_kvmu)",
     )
-    parser.add_argument("--k", type=int, help="neighbour rank of the score (default: models.novelty_head)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        help="neighbour rank of the score (default: chosen on the validation split by novelty_fit.select_k)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
     add_common_arguments(parser)
     add_reader_arguments(parser)
@@ -41,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, BundleFormatError, load_bundle, save_bundle
     from models.novelty_fit import fit_knn_head
-    from models.novelty_head import DEFAULT_K
     from models.onnx_export import export_bundle_folder
 
     set_threads(args.threads)
@@ -54,13 +57,14 @@ def main(args: argparse.Namespace) -> int:
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
     head = fit_knn_head(
-        bundle, splits["train"].windows, splits["val"].windows, args.k or DEFAULT_K, args.seed, args.device
+        bundle, splits["train"].windows, splits["val"].windows, args.k, args.seed, args.device
     )
     bundle.novelty_head = head
     save_bundle(bundle, path)
     export_bundle_folder(path)
     print(
-        f"{path}: novelty head {head.name} (k {head.k}, bank {len(head.bank)} training windows, calibrated "
+        f"{path}: novelty head {head.name} (k {head.k}: {head.info['k_selection']['method']}; "
+        f"bank {len(head.bank)} training windows, calibrated "
         f"on {head.info['calibration']['n_windows']} validation windows) in {head.info['fit_seconds']} s"
     )
     return 0
