@@ -21,6 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from models.calibration import ECE_BINS, expected_calibration_error, nll, uncalibrated
 from models.jsonio import json_default
 from models.windows import Windows
 
@@ -315,6 +316,9 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
         proba = prediction.proba[known] if head is not None else prediction.proba
         scores = aggregate_by_object(seen.object_ids, proba, seen.labels)
         metrics.update(classification_metrics(scores.labels, scores.predicted(class_names), class_names))
+        metrics["calibration"] = calibration_section(
+            seen, proba, class_names, getattr(classifier, "temperature", None)
+        )
     else:
         metrics.update({"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan")})
     metrics["n_objects_classified"] = metrics.pop("n")
@@ -340,6 +344,50 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
         energy_unseen=energy_unseen,
         thresholds=dict(novelty.novelty_thresholds),
     )
+
+
+def calibration_section(windows: Windows, proba: np.ndarray, class_names: Sequence[str], table) -> dict:
+    """ECE and NLL of the objects' probabilities before (T = 1) and after the bundle's temperatures.
+
+    windows: labelled windows of known classes; proba (n, K): the served (tempered) window probabilities;
+    table: the bundle's `TemperatureTable` or None (then after = before). Objects (mean of their windows'
+    probabilities, as served) are grouped by their longest window's length, floored to a bucket.
+    """
+    lengths = np.asarray(windows.lengths, int)
+    raw = proba if table is None else uncalibrated(proba, table.scales(lengths))
+    before = aggregate_by_object(windows.object_ids, raw, windows.labels)
+    after = aggregate_by_object(windows.object_ids, proba, windows.labels)
+    lookup = {name: i for i, name in enumerate(class_names)}
+    y = np.array([lookup[str(label)] for label in after.labels], int)
+    longest: dict = {}
+    for object_id, length in zip(windows.object_ids, lengths, strict=True):
+        longest[object_id] = max(int(length), longest.get(object_id, 0))
+    buckets = np.array(CALIBRATION_BUCKETS)
+    object_bucket = np.array(
+        [buckets[buckets <= longest[o]].max(initial=buckets[0]) for o in after.object_ids]
+    )
+
+    def measures(mask: np.ndarray) -> dict:
+        out = {"n_objects": int(mask.sum())}
+        for name, scores in (("before", before), ("after", after)):
+            p = scores.proba[mask]
+            out[f"ece_{name}"] = expected_calibration_error(p, y[mask])
+            out[f"nll_{name}"] = nll(p, y[mask])
+            out[f"accuracy_{name}"] = (
+                float(np.mean(p.argmax(axis=1) == y[mask])) if mask.any() else float("nan")
+            )
+        return out
+
+    return {
+        "temperatures": None if table is None else {str(k): v for k, v in table.by_length.items()},
+        "ece_bins": ECE_BINS,
+        "all": measures(np.ones(len(y), bool)),
+        "by_length": {str(b): measures(object_bucket == b) for b in buckets if (object_bucket == b).any()},
+    }
+
+
+# Object length groups of the calibration report: the window-length buckets of the shipped bundles.
+CALIBRATION_BUCKETS = (50, 100, 150, 200)
 
 
 def novelty_section(

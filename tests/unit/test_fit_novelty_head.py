@@ -60,9 +60,13 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
 def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_csv, tmp_path):  # noqa: F811
     argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
             "--k", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert load_bundle(trained).temperature is None  # trained before: served at T = 1
     assert varstream(argv) == 0
     assert load_bundle(trained).novelty_head.k == 3
     assert OnnxBundle(trained).novelty_head.k == 3  # the refreshed export serves it too
+    fitted = load_bundle(trained).metadata["temperature"]  # the same command fits the temperatures
+    assert fitted["split"] == "val" and fitted["by_length"] == {}  # toy split: < 20 windows, T = 1
+    assert OnnxBundle(trained).temperature.by_length == load_bundle(trained).temperature.by_length
     # a classifier retrained in place makes its head stale: refused at load, refitted by the command
     state = torch.load(trained / "weights.pt", weights_only=True)
     state["aux_mean"] = state["aux_mean"] + 0.01

@@ -1,4 +1,5 @@
-"""Fit (or refit) the k-NN novelty head of a classifier bundle, in place, and refresh its ONNX export.
+"""Fit (or refit) the post-hoc parts of a classifier bundle in place: the k-NN novelty head and the
+per-length probability temperatures (`models.calibration`), then refresh its ONNX export.
 
 The head's bank is the bundle's own training split and its percentile tables come from its validation
 split: the split is rebuilt from DATA with the fractions and seed recorded in the bundle, and must give
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, BundleFormatError, load_bundle, save_bundle
+    from models.calibration_fit import attach, fit_temperatures
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_bundle_folder
 
@@ -60,6 +62,8 @@ def main(args: argparse.Namespace) -> int:
         bundle, splits["train"].windows, splits["val"].windows, args.k, args.seed, args.device
     )
     bundle.novelty_head = head
+    temperature = fit_temperatures(bundle, splits["val"].windows, args.seed, args.device)
+    attach(bundle, temperature)
     save_bundle(bundle, path)
     export_bundle_folder(path)
     print(
@@ -67,6 +71,9 @@ def main(args: argparse.Namespace) -> int:
         f"bank {len(head.bank)} training windows, calibrated "
         f"on {head.info['calibration']['n_windows']} validation windows) in {head.info['fit_seconds']} s"
     )
+    scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
+    scales = scales or "none (too few validation windows: T = 1)"
+    print(f"{path}: probability temperatures per window length (validation NLL) {scales}")
     return 0
 
 
