@@ -402,7 +402,8 @@ def novelty_section(
     An object's score is the mean of its windows', ranked by `percentile_of(scores, lengths)` among
     calibration windows of its (longest) window length. Positive = a class outside `class_names`.
     Returns (section, seen object scores, unseen object scores); the section holds P/R/F1 and the
-    fraction of known objects flagged at p80 and p95, and the ROC AUC of the object scores.
+    fraction of known objects flagged at p80 and p95 (at p95 also per object length, longest window
+    floored to a bucket), and the ROC AUC of the object scores.
     """
     scores = aggregate_by_object(
         windows.object_ids, np.zeros((len(windows), 1)), windows.labels, window_scores
@@ -424,6 +425,15 @@ def novelty_section(
         if section["n_seen"]:
             flagged = percentile > value
             section[level]["known_flagged_fraction"] = float(flagged[~is_unseen].mean())
+    if section["n_seen"]:  # where the known objects flagged come from: young objects, or all lengths
+        buckets = np.array(CALIBRATION_BUCKETS)
+        bucket = np.array([buckets[buckets <= n].max(initial=buckets[0]) for n in lengths])
+        known_p95 = (percentile > PERCENTILE_THRESHOLDS["p95"])[~is_unseen]
+        section["p95"]["known_flagged_by_length"] = {
+            str(b): {"n_seen": int(mask.sum()), "fraction": float(known_p95[mask].mean())}
+            for b in buckets
+            if (mask := bucket[~is_unseen] == b).any()
+        }
     if is_unseen.any() and (~is_unseen).any():
         section["roc_auc"] = float(roc_auc_score(is_unseen, scores.energy))
     return section, scores.energy[~is_unseen], scores.energy[is_unseen]

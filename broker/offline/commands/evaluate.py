@@ -231,3 +231,7 @@ def _print_novelty(key: str, novelty: dict | None) -> None:
         )
     if "roc_auc" in novelty:
         print(f"  ROC AUC {novelty['roc_auc']:.3f}")
+    by_length = novelty["p95"].get("known_flagged_by_length", {})
+    if by_length:
+        rates = ", ".join(f"L{k} {v['fraction']:.3f} (n {v['n_seen']})" for k, v in by_length.items())
+        print(f"  p95 known flagged per object length: {rates}")
