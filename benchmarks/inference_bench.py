@@ -1,6 +1,9 @@
-"""Windows/s through iTCN + AE-GMM for both inference engines (ONNX Runtime and torch) at the plugin's shapes.
+"""Windows/s of the served path (iTCN + its k-NN novelty head) beside iTCN + AE-GMM, for both inference
+engines (ONNX Runtime and torch), at the plugin's shapes.
 
-A "window" is answered by both shipped bundles (class probabilities and novelty energy), as the plugin does.
+A "window" gets class probabilities and a novelty score, as the plugin answers it: by default from the
+classifier bundle alone (its novelty head scores the embedding of the same pass), or from the classifier
+and the AE-GMM bundle when `inference.novelty_bundle` names one.
 Shapes follow the plugin: batches of up to `inference.max_batch_windows` (512) windows, one true length per
 forward pass; a micro-batch of young and old objects mixes the 50/100/150/200 buckets.
 
@@ -51,7 +54,9 @@ def _rate(bundles, windows: Windows, device: str, min_seconds: float) -> float:
 
 
 def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, shapes=None) -> dict:
-    """{"onnx_windows_per_s", "torch_windows_per_s"} at the largest plugin shape, plus per-shape rates.
+    """Served path {"onnx_windows_per_s", "torch_windows_per_s"} (iTCN + k-NN head) and iTCN + AE-GMM
+    {"onnx_aegmm_windows_per_s", "torch_aegmm_windows_per_s"} at the last shape, plus per-shape rates
+    ("onnx", "torch": served; "onnx itcn+aegmm", "torch itcn+aegmm").
 
     threads: intra-op threads of both engines (1 = one core each, the fair comparison on a shared box).
     The torch side is skipped (None) when torch is not installed (the plugin's lean install).
@@ -59,15 +64,22 @@ def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, sha
     from models.onnx_serving import OnnxBundle
 
     shapes = shapes or SHAPES
-    paths = (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE)
-    engines = {"onnx": [OnnxBundle(p, device=device, threads=threads) for p in paths]}
+    served = OnnxBundle(DEFAULT_CLASSIFIER_BUNDLE, device=device, threads=threads)
+    plain = OnnxBundle(DEFAULT_CLASSIFIER_BUNDLE, device=device, threads=threads)
+    plain.novelty_head = None  # the classifier alone: the AE-GMM scores novelty
+    aegmm = OnnxBundle(DEFAULT_NOVELTY_BUNDLE, device=device, threads=threads)
+    engines = {"onnx": [served], "onnx itcn+aegmm": [plain, aegmm]}
     try:
         import torch
 
         from models.bundle import load_bundle
 
         torch.set_num_threads(threads)
-        engines["torch"] = [load_bundle(p) for p in paths]
+        engines["torch"] = [load_bundle(DEFAULT_CLASSIFIER_BUNDLE)]
+        engines["torch itcn+aegmm"] = [
+            load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False),
+            load_bundle(DEFAULT_NOVELTY_BUNDLE),
+        ]
     except ImportError:
         pass
     per_shape = {}
@@ -81,6 +93,9 @@ def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, sha
     return {
         "onnx_windows_per_s": headline["onnx"],
         "torch_windows_per_s": headline.get("torch"),
+        "onnx_aegmm_windows_per_s": headline["onnx itcn+aegmm"],
+        "torch_aegmm_windows_per_s": headline.get("torch itcn+aegmm"),
+        "served_novelty": served.novelty_head.name if served.novelty_head is not None else None,
         "by_shape": per_shape,
         "threads": threads,
         "device": device,

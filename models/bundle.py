@@ -9,6 +9,9 @@ On disk a bundle is a folder::
     novelty_head.npz  optional, classifier bundles: the k-NN novelty head of the classifier's embedding
                     (`models.novelty_head`; fitted by `models.novelty_fit`), listed in metadata.json.
 
+A classifier's metadata may hold per-length temperatures ("temperature", `models.calibration`): its
+probabilities are softmax(logits / T_length); without them T = 1.
+
 Two kinds: "classifier" (iTCN / TCN / iResNet; `Prediction.energy` is None, `Prediction.novelty_score`
 the head's score when it has one) and "novelty" (AE-GMM; its γ is also a class probability). `predict`
 takes numpy `Windows` and returns numpy arrays; windows of different true lengths are grouped so no
@@ -41,6 +44,7 @@ from models.bundle_format import (  # re-exported: the format's names are also t
     pad_rows,
     read_document,
 )
+from models.calibration import TemperatureTable, table_from_metadata
 from models.jsonio import json_default
 from models.novelty_head import KnnNoveltyHead, load_head
 from models.windows import Windows
@@ -80,12 +84,14 @@ def run_model(
     batch_size: int,
     pad_batches: bool = False,
     head: KnnNoveltyHead | None = None,
+    temperature: TemperatureTable | None = None,
 ) -> Prediction:
     """Run a classifier or AE-GMM (already on `device`) over windows, one true length per batch.
 
     pad_batches: pad each batch to one of a few fixed sizes (`bundle_format.PADDED_BATCH_SIZES`) by
     repeating a window, so an accelerator sees a handful of shapes; the padding's outputs are dropped.
     head: a classifier's novelty head, scoring each window's embedding (`Prediction.novelty_score`).
+    temperature: a classifier's per-length temperatures (`models.calibration`); None serves T = 1.
     """
     model.eval()
     n = len(windows)
@@ -103,7 +109,8 @@ def run_model(
         if kind == "classifier":
             xt, _ = itcn.window_tensors(x, windows.aux[rows], device)
             embedding, logits = model.embed(xt, aux)
-            proba[index] = torch.softmax(logits.double(), dim=-1)[:keep].cpu().numpy()
+            scale = 1.0 if temperature is None else temperature.scale(length)
+            proba[index] = torch.softmax(logits.double() / scale, dim=-1)[:keep].cpu().numpy()
             if head is not None:
                 score[index] = head.score(embedding[:keep].double().cpu().numpy())
         else:
@@ -181,7 +188,21 @@ class Bundle:
         if target != self._device:
             self.model.to(target)
             self._device = target
-        return run_model(self.model, self.kind, windows, target, batch_size, pad_batches, self.novelty_head)
+        return run_model(
+            self.model,
+            self.kind,
+            windows,
+            target,
+            batch_size,
+            pad_batches,
+            self.novelty_head,
+            self.temperature,
+        )
+
+    @property
+    def temperature(self) -> TemperatureTable | None:
+        """Per-length temperatures of the classifier's probabilities (metadata "temperature"), or None."""
+        return table_from_metadata(self.metadata)
 
     def novelty_percentile(self, score: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
         """Percentile (0–100) of novelty-head scores among its calibration windows of each length."""

@@ -21,6 +21,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from models.calibration import ECE_BINS, expected_calibration_error, nll, uncalibrated
 from models.jsonio import json_default
 from models.windows import Windows
 
@@ -315,6 +316,9 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
         proba = prediction.proba[known] if head is not None else prediction.proba
         scores = aggregate_by_object(seen.object_ids, proba, seen.labels)
         metrics.update(classification_metrics(scores.labels, scores.predicted(class_names), class_names))
+        metrics["calibration"] = calibration_section(
+            seen, proba, class_names, getattr(classifier, "temperature", None)
+        )
     else:
         metrics.update({"n": 0, "accuracy": float("nan"), "balanced_accuracy": float("nan")})
     metrics["n_objects_classified"] = metrics.pop("n")
@@ -342,6 +346,50 @@ def evaluate_bundles(windows: Windows, classifier, novelty=None, device: str = "
     )
 
 
+def calibration_section(windows: Windows, proba: np.ndarray, class_names: Sequence[str], table) -> dict:
+    """ECE and NLL of the objects' probabilities before (T = 1) and after the bundle's temperatures.
+
+    windows: labelled windows of known classes; proba (n, K): the served (tempered) window probabilities;
+    table: the bundle's `TemperatureTable` or None (then after = before). Objects (mean of their windows'
+    probabilities, as served) are grouped by their longest window's length, floored to a bucket.
+    """
+    lengths = np.asarray(windows.lengths, int)
+    raw = proba if table is None else uncalibrated(proba, table.scales(lengths))
+    before = aggregate_by_object(windows.object_ids, raw, windows.labels)
+    after = aggregate_by_object(windows.object_ids, proba, windows.labels)
+    lookup = {name: i for i, name in enumerate(class_names)}
+    y = np.array([lookup[str(label)] for label in after.labels], int)
+    longest: dict = {}
+    for object_id, length in zip(windows.object_ids, lengths, strict=True):
+        longest[object_id] = max(int(length), longest.get(object_id, 0))
+    buckets = np.array(CALIBRATION_BUCKETS)
+    object_bucket = np.array(
+        [buckets[buckets <= longest[o]].max(initial=buckets[0]) for o in after.object_ids]
+    )
+
+    def measures(mask: np.ndarray) -> dict:
+        out = {"n_objects": int(mask.sum())}
+        for name, scores in (("before", before), ("after", after)):
+            p = scores.proba[mask]
+            out[f"ece_{name}"] = expected_calibration_error(p, y[mask])
+            out[f"nll_{name}"] = nll(p, y[mask])
+            out[f"accuracy_{name}"] = (
+                float(np.mean(p.argmax(axis=1) == y[mask])) if mask.any() else float("nan")
+            )
+        return out
+
+    return {
+        "temperatures": None if table is None else {str(k): v for k, v in table.by_length.items()},
+        "ece_bins": ECE_BINS,
+        "all": measures(np.ones(len(y), bool)),
+        "by_length": {str(b): measures(object_bucket == b) for b in buckets if (object_bucket == b).any()},
+    }
+
+
+# Object length groups of the calibration report: the window-length buckets of the shipped bundles.
+CALIBRATION_BUCKETS = (50, 100, 150, 200)
+
+
 def novelty_section(
     windows: Windows,
     window_scores: np.ndarray,
@@ -354,7 +402,8 @@ def novelty_section(
     An object's score is the mean of its windows', ranked by `percentile_of(scores, lengths)` among
     calibration windows of its (longest) window length. Positive = a class outside `class_names`.
     Returns (section, seen object scores, unseen object scores); the section holds P/R/F1 and the
-    fraction of known objects flagged at p80 and p95, and the ROC AUC of the object scores.
+    fraction of known objects flagged at p80 and p95 (at p95 also per object length, longest window
+    floored to a bucket), and the ROC AUC of the object scores.
     """
     scores = aggregate_by_object(
         windows.object_ids, np.zeros((len(windows), 1)), windows.labels, window_scores
@@ -376,6 +425,15 @@ def novelty_section(
         if section["n_seen"]:
             flagged = percentile > value
             section[level]["known_flagged_fraction"] = float(flagged[~is_unseen].mean())
+    if section["n_seen"]:  # where the known objects flagged come from: young objects, or all lengths
+        buckets = np.array(CALIBRATION_BUCKETS)
+        bucket = np.array([buckets[buckets <= n].max(initial=buckets[0]) for n in lengths])
+        known_p95 = (percentile > PERCENTILE_THRESHOLDS["p95"])[~is_unseen]
+        section["p95"]["known_flagged_by_length"] = {
+            str(b): {"n_seen": int(mask.sum()), "fraction": float(known_p95[mask].mean())}
+            for b in buckets
+            if (mask := bucket[~is_unseen] == b).any()
+        }
     if is_unseen.any() and (~is_unseen).any():
         section["roc_auc"] = float(roc_auc_score(is_unseen, scores.energy))
     return section, scores.energy[~is_unseen], scores.energy[is_unseen]

@@ -4,6 +4,12 @@ The bank is the unit embeddings of the training windows (each at its own length)
 come from other windows, the validation split's, each cut to every bucket length as training cuts windows
 (`models.train.batch_arrays`): scores of the bank's own windows would count themselves among their
 neighbours and sit low, so thresholds drawn from them would flag too many known objects.
+
+k is chosen on the validation split, never on test objects (`select_k`): the validation split has no
+unseen class, so each training class in turn plays it (leave-one-class-out: the bank without that class,
+its validation objects as the unseen set against the other classes' validation objects), and the k with
+the best mean ROC AUC wins. The grid, each k's proxy AUC and p95 recall, and the known validation objects
+flagged at p95, are recorded in the head's metadata ("k_selection").
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 
 from models.bundle import Bundle, resolve_device
-from models.bundle_format import N_ENERGY_QUANTILES, length_groups
+from models.bundle_format import N_ENERGY_QUANTILES, EnergyRanks, length_groups
 from models.itcn import window_tensors
-from models.novelty_head import DEFAULT_K, METHOD, KnnNoveltyHead, unit_rows
+from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, unit_rows
 from models.train import batch_arrays
 from models.windows import Windows
 
 MAX_CALIBRATION_WINDOWS = 4000  # per length
+K_GRID = (5, 10, 20, 50, 100)
 log = logging.getLogger(__name__)
 
 
@@ -64,43 +72,55 @@ def fit_knn_head(
     bundle: Bundle,
     train: Windows,
     calibration: Windows,
-    k: int = DEFAULT_K,
+    k: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     calibration_name: str = "val",
+    k_grid: Sequence[int] = K_GRID,
 ) -> KnnNoveltyHead:
     """The k-NN head of a classifier bundle: bank from `train`, per-length percentiles from `calibration`.
 
     train/calibration: labelled windows of the bundle's training and validation splits (by object).
+    k: the neighbour rank; None chooses it from `k_grid` on the calibration split (`select_k`).
     """
     if bundle.kind != "classifier":
         raise ValueError(f"a novelty head belongs to a classifier bundle, got a {bundle.kind!r} bundle")
     if not len(train) or not len(calibration):
         raise ValueError("a novelty head needs training and calibration windows")
-    if len(train) < k:  # a toy training set (tests, smoke runs): the farthest training window instead
-        log.warning(
-            "novelty head: k = %d but only %d training windows; using k = %d", k, len(train), len(train)
-        )
-        k = len(train)
     started = time.perf_counter()
     target = str(resolve_device(device))
     home = next(bundle.model.parameters()).device
     model = bundle.model.to(target).eval()
     rng = np.random.default_rng(seed)
     bank = unit_rows(embed_windows(model, train, target))
-    info = {"name": f"{bundle.name}-{METHOD}{k}", "version": bundle.version}
-    # A placeholder table lets the head score the calibration windows; the real tables replace it.
-    head = KnnNoveltyHead(bank, k, np.zeros(2), {}, info)
-    grid = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
-    scores = head.score(embed_windows(model, calibration, target))
-    by_length = {}
+    calibration_units = unit_rows(embed_windows(model, calibration, target))
+    cuts = {}
     for length in _buckets(bundle):
         cut = cut_embeddings(model, calibration, length, rng, MAX_CALIBRATION_WINDOWS, target)
         if len(cut):
-            by_length[length] = np.percentile(head.score(cut), grid)
-    info |= {
+            cuts[length] = cut
+    model.to(home)
+    if k is None:
+        k, selection = select_k(bank, train.labels, calibration_units, calibration, cuts, k_grid)
+    else:
+        selection = {"method": "given (--k)", "chosen": int(k)}
+    if len(bank) < k:  # a toy training set (tests, smoke runs): the farthest training window instead
+        log.warning(
+            "novelty head: k = %d but only %d training windows; using k = %d", k, len(bank), len(bank)
+        )
+        k = selection["chosen"] = len(bank)
+    grid = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
+    scores = kth_distances(calibration_units, bank, [k])[:, 0]
+    by_length = {
+        length: np.percentile(kth_distances(unit_rows(cut), bank, [k])[:, 0], grid)
+        for length, cut in cuts.items()
+    }
+    info = {
+        "name": f"{bundle.name}-{METHOD}{k}",
+        "version": bundle.version,
         "embedding": "iTCN penultimate features mean-pooled over phases, scaled to unit length",
         "bank_windows": len(train),
+        "k_selection": selection,
         "calibration": {
             "split": calibration_name,
             "n_windows": len(calibration),
@@ -111,8 +131,103 @@ def fit_knn_head(
         "fit_seconds": round(time.perf_counter() - started, 2),
         "reference": "Sun, Ming, Zhu & Li 2022, Out-of-distribution detection with deep nearest neighbors",
     }
-    model.to(home)
     return KnnNoveltyHead(bank, k, np.percentile(scores, grid), by_length, info)
+
+
+def kth_distances(units: np.ndarray, bank: np.ndarray, ks: Sequence[int]) -> np.ndarray:
+    """(n, D) unit rows, (m, D) unit bank → (n, len(ks)) distance of each row to its k-th nearest, per k."""
+    bank32 = np.asarray(bank, np.float32)
+    top = max(ks)
+    out = np.empty((len(units), len(ks)))
+    for start in range(0, len(units), SCORE_CHUNK):
+        chunk = np.asarray(units[start : start + SCORE_CHUNK], np.float32)
+        squared = np.maximum(2.0 - 2.0 * chunk @ bank32.T, 0.0)
+        nearest = np.sort(np.partition(squared, top - 1, axis=1)[:, :top], axis=1)
+        out[start : start + len(chunk)] = np.sqrt(nearest[:, [k - 1 for k in ks]])
+    return out
+
+
+def select_k(
+    bank: np.ndarray,
+    bank_labels: np.ndarray,
+    calibration_units: np.ndarray,
+    calibration: Windows,
+    cuts: dict[int, np.ndarray],
+    k_grid: Sequence[int] = K_GRID,
+) -> tuple[int, dict]:
+    """k of the grid with the best mean leave-one-class-out ROC AUC on the calibration (validation) split.
+
+    For each training class c: the bank without c's windows scores every calibration window; objects
+    (mean of their windows) of class c are the unseen set, the other classes' objects the known set.
+    Also recorded per k: the mean recall of those unseen sets at the known set's 95th percentile, and
+    the known calibration objects flagged at p95 by the full head (in-sample: the tables come from the
+    same split). Returns (k, the "k_selection" record). Falls back to DEFAULT_K (capped at the bank) when
+    fewer than two classes have calibration objects or no k of the grid fits the smallest reduced bank.
+    """
+    bank_labels = np.asarray(bank_labels).astype(str)
+    labels = np.asarray(calibration.labels).astype(str)
+    classes = [c for c in np.unique(bank_labels) if (labels == c).any()]
+    reduced = min((int((bank_labels != c).sum()) for c in classes), default=0)
+    ks = [int(k) for k in k_grid if 1 <= k <= reduced]
+    fallback = {
+        "method": "default (too few classes or windows to choose)",
+        "chosen": min(DEFAULT_K, len(bank)),
+    }
+    if len(classes) < 2 or not ks:
+        return fallback["chosen"], fallback
+    object_ids = np.asarray(calibration.object_ids)
+    auc, recall = np.zeros((len(classes), len(ks))), np.zeros((len(classes), len(ks)))
+    for row, name in enumerate(classes):
+        distances = kth_distances(calibration_units, bank[bank_labels != name], ks)
+        unseen = labels == name
+        for col in range(len(ks)):
+            known_scores = _object_means(object_ids[~unseen], distances[~unseen, col])
+            unseen_scores = _object_means(object_ids[unseen], distances[unseen, col])
+            truth = np.r_[np.zeros(len(known_scores)), np.ones(len(unseen_scores))]
+            auc[row, col] = roc_auc_score(truth, np.r_[known_scores, unseen_scores])
+            recall[row, col] = np.mean(unseen_scores > np.percentile(known_scores, 95))
+    flagged = _known_flagged(bank, calibration_units, calibration, cuts, ks)
+    mean_auc = auc.mean(axis=0)
+    best = int(np.argmax(mean_auc))  # ties: the smallest k
+    grid = {
+        str(k): {
+            "loco_roc_auc": round(float(mean_auc[i]), 4),
+            "loco_p95_recall": round(float(recall[:, i].mean()), 4),
+            "val_known_flagged_p95": round(float(flagged[i]), 4),
+        }
+        for i, k in enumerate(ks)
+    }
+    record = {
+        "method": "leave-one-class-out on the validation split: mean ROC AUC (objects = mean window score)",
+        "split": "val",
+        "classes": classes,
+        "grid": grid,
+        "chosen": ks[best],
+    }
+    return ks[best], record
+
+
+def _object_means(object_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    _, group = np.unique(object_ids, return_inverse=True)
+    return np.bincount(group, values) / np.bincount(group)
+
+
+def _known_flagged(bank, calibration_units, calibration: Windows, cuts: dict, ks) -> np.ndarray:
+    """Per k: share of calibration objects whose mean score is above p95 of their longest length's table."""
+    grid = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
+    window_scores = kth_distances(calibration_units, bank, ks)
+    cut_scores = {length: kth_distances(unit_rows(cut), bank, ks) for length, cut in cuts.items()}
+    ids, group = np.unique(np.asarray(calibration.object_ids), return_inverse=True)
+    longest = np.zeros(len(ids), int)
+    np.maximum.at(longest, group, np.asarray(calibration.lengths, int))
+    out = np.zeros(len(ks))
+    for col in range(len(ks)):
+        whole = window_scores[:, col]
+        tables = {length: np.percentile(s[:, col], grid) for length, s in cut_scores.items()}
+        ranks = EnergyRanks(np.percentile(whole, grid), tables)
+        means = np.bincount(group, whole) / np.bincount(group)
+        out[col] = np.mean(ranks.percentile(means, longest) > 95.0)
+    return out
 
 
 def _buckets(bundle: Bundle) -> Sequence[int]:

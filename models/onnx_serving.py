@@ -3,7 +3,8 @@
 Reads the ONNX export written by `models.onnx_export` (listed in metadata.json under "onnx") and answers
 with the same `Prediction` as the torch bundle: softmax in float64, and for the AE-GMM the sample energy
 E(z) = −log Σ_k φ_k N(z; μ_k, Σ_k) computed in numpy float64 from the fixed mixture; for a classifier with
-a novelty head (`models.novelty_head`), the head's k-NN score of the exported embedding output.
+a novelty head (`models.novelty_head`), the head's k-NN score of the exported embedding output. A
+classifier's per-length temperatures (`models.calibration`) divide its logits before the softmax.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from models.bundle_format import (
     pad_rows,
     read_document,
 )
+from models.calibration import softmax, table_from_metadata
 from models.novelty_head import load_head
 from models.windows import Windows
 
@@ -79,12 +81,6 @@ class MixtureEnergy:
         return -(top + np.log(np.exp(log_terms - top).sum(axis=0)))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 class OnnxBundle:
     """A bundle served by ONNX Runtime; the same attributes and `predict` as `models.bundle.Bundle`."""
 
@@ -109,6 +105,7 @@ class OnnxBundle:
         self.device = device
         self._ranks = energy_ranks(document, path)
         self.novelty_head = load_head(path, document)
+        self.temperature = table_from_metadata(self.metadata) if self.kind == "classifier" else None
         options = onnxruntime.SessionOptions()
         if threads > 0:
             options.intra_op_num_threads = threads
@@ -172,7 +169,8 @@ class OnnxBundle:
             rows = pad_rows(index) if pad_batches else index
             keep = len(index)
             outputs = self._run(length, windows.x[rows, :length], windows.aux[rows])
-            proba[index] = _softmax(outputs[-1][:keep])
+            scale = 1.0 if self.temperature is None else self.temperature.scale(length)
+            proba[index] = softmax(outputs[-1][:keep], scale)
             if energy is not None:
                 energy[index] = self._energy(outputs[0][:keep]).astype(np.float32)  # as torch: float32
             if score is not None:

@@ -7,7 +7,8 @@ Input: the decoded annotation records (schemas/annotation.avsc) of a run — the
     throughput.png      annotated alerts by arrival (Kafka timestamp) and annotations by time made:
                         per second, and cumulative (horizontal gap = latency, vertical gap = backlog)
     class_mix.png       annotations per predicted class
-    novelty_energy.png  AE-GMM energies, novel and not, with the training-energy thresholds
+    novelty_energy.png  novelty scores (k-NN head distances or AE-GMM energies), novel and not, with the
+                        p80/p95 thresholds of the model that scored them
     report.json         the numbers behind the plots (see `summarize`)
 """
 
@@ -133,11 +134,17 @@ def read_annotations_topic(
     return snapshot.records, sum(snapshot.undecodable.values())
 
 
-def novelty_thresholds(bundle_dir: str | Path | None, model_names: tuple[str, ...] = ()) -> dict:
-    """The training-energy thresholds {"p80": E, "p95": E} [nats] of a novelty bundle, and where from.
+ENERGY_LABEL = "AE-GMM sample energy [nats]"
+HEAD_LABEL = "k-NN novelty head: distance of the unit iTCN embedding (0..2)"
 
-    Without `bundle_dir`, the shipped bundle whose name the records carry (if exactly one) is used.
-    Returns {"source": path or None, "thresholds": {...}}.
+
+def novelty_thresholds(bundle_dir: str | Path | None, model_names: tuple[str, ...] = ()) -> dict:
+    """The p80/p95 thresholds of the novelty model that scored the run, what its score is, and where from.
+
+    The model is an AE-GMM bundle (training-energy thresholds [nats]) or a classifier bundle's k-NN
+    novelty head (thresholds of its validation windows' scores, all lengths). Without `bundle_dir`, the
+    shipped bundle whose name, or whose head's name, the records carry (if exactly one) is used.
+    Returns {"source": path or None, "thresholds": {...}, "score": axis label of the scores}.
     """
     from models.bundle import BUNDLES_DIR, METADATA_FILE
 
@@ -146,17 +153,38 @@ def novelty_thresholds(bundle_dir: str | Path | None, model_names: tuple[str, ..
         candidates = [Path(bundle_dir)]
     elif len(model_names) == 1:
         for metadata_file in sorted(BUNDLES_DIR.glob(f"*/{METADATA_FILE}")):
-            if json.loads(metadata_file.read_text()).get("name") == model_names[0]:
+            document = json.loads(metadata_file.read_text())
+            head_name = (document.get("novelty_head") or {}).get("name")
+            if model_names[0] in (document.get("name"), head_name):
                 candidates.append(metadata_file.parent)
     for directory in candidates:
         metadata_file = directory / METADATA_FILE
         if not metadata_file.is_file():
             raise ConfigError(f"novelty bundle {directory}: no {METADATA_FILE}")
-        thresholds = (json.loads(metadata_file.read_text()).get("novelty") or {}).get("thresholds")
+        document = json.loads(metadata_file.read_text())
+        head = document.get("novelty_head") or {}
+        served_by_head = bool(head) and (bundle_dir is not None or head.get("name") in model_names)
+        if served_by_head and head.get("thresholds"):
+            thresholds, label = head["thresholds"], HEAD_LABEL
+        else:
+            thresholds, label = (document.get("novelty") or {}).get("thresholds"), ENERGY_LABEL
         if not thresholds:
-            raise ConfigError(f"bundle {directory} is not a novelty bundle: no novelty thresholds")
-        return {"source": str(directory), "thresholds": {k: float(v) for k, v in thresholds.items()}}
-    return {"source": None, "thresholds": {}}
+            raise ConfigError(
+                f"bundle {directory} has no novelty thresholds (neither an AE-GMM nor a k-NN novelty head)"
+            )
+        return {
+            "source": str(directory),
+            "thresholds": {k: float(v) for k, v in thresholds.items()},
+            "score": label,
+        }
+    return {"source": None, "thresholds": {}, "score": _score_label(model_names)}
+
+
+def _score_label(model_names: tuple[str, ...]) -> str:
+    """Axis label when no bundle was found: a head's name ends in -knn<k> (models.novelty_head)."""
+    if model_names and all("-knn" in name for name in model_names):
+        return HEAD_LABEL
+    return ENERGY_LABEL if model_names else "novelty score"
 
 
 # ---- numbers --------------------------------------------------------------------------------------------
@@ -173,8 +201,8 @@ def throughput_bins(times_ms: np.ndarray, start_ms: int, end_ms: int) -> tuple[f
 
 def summarize(run: RunAnnotations, thresholds: dict | None = None) -> dict:
     """The report's numbers: counts, latency quantiles [s] and budget share, throughput [1/s], classes,
-    novelty (energy quantiles [nats], share above each training threshold)."""
-    thresholds = thresholds or {"source": None, "thresholds": {}}
+    novelty (score quantiles, in the unit of `summary["novelty"]["score"]`, share above each threshold)."""
+    thresholds = thresholds or {"source": None, "thresholds": {}, "score": ENERGY_LABEL}
     latency = run.latency_s
     width_s, out_counts = throughput_bins(run.annotated_at_ms, run.start_ms, run.end_ms)
     _, in_counts = throughput_bins(run.alert_timestamp_ms, run.start_ms, run.end_ms)
@@ -188,6 +216,7 @@ def summarize(run: RunAnnotations, thresholds: dict | None = None) -> dict:
         "model_names": list(run.novelty_model_names),
         "thresholds": thresholds["thresholds"],
         "thresholds_source": thresholds["source"],
+        "score": thresholds.get("score", ENERGY_LABEL),
     }
     if len(energies):
         novelty["energy_quantiles"] = {f"p{q}": float(np.percentile(energies, q)) for q in (5, 50, 95)}
@@ -312,9 +341,9 @@ def plot_novelty(run: RunAnnotations, summary: dict, path: Path) -> None:
         for (name, value), style in zip(
             summary["novelty"]["thresholds"].items(), ("--", "-", ":"), strict=False
         ):
-            ax.axvline(value, color="black", linestyle=style, label=f"training {name} = {value:.3g}")
+            ax.axvline(value, color="black", linestyle=style, label=f"{name} = {value:.3g}")
         ax.set(
-            xlabel="AE-GMM sample energy [nats]",
+            xlabel=summary["novelty"].get("score", ENERGY_LABEL),
             ylabel="annotations",
             title=f"Novelty energy ({summary['novelty']['novel_fraction']:.1%} novel)",
         )

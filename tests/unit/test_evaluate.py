@@ -120,3 +120,21 @@ def test_novelty_section_scores_objects_by_their_mean_window_score():
     assert section["p95"]["recall"] == 0.5 and section["p95"]["known_flagged_fraction"] == 0.0
     assert section["p80"]["n_flagged"] == 1
     assert section["roc_auc"] == 1.0
+
+
+def test_novelty_section_splits_known_flagged_objects_by_their_length():
+    """Known objects at 200 (one of two flagged) and at 100 points (the one flagged): rates per length."""
+    from models.evaluate import novelty_section
+    from models.windows import Windows
+
+    ids = np.array(["k1", "k2", "k3", "u1"], object)
+    labels = np.array(["a", "a", "b", "z"], object)
+    lengths = np.array([200, 200, 120, 200], np.int32)
+    windows = Windows(np.zeros((4, 200, 3), np.float32), np.zeros((4, 3), np.float32), lengths, ids, labels)
+    section, _, _ = novelty_section(
+        windows, np.array([9.9, 1.0, 9.7, 9.8]), lambda s, n: s * 10.0, ["a", "b"]
+    )
+    assert section["p95"]["known_flagged_by_length"] == {
+        "100": {"n_seen": 1, "fraction": 1.0},  # 120 points: the 100 bucket
+        "200": {"n_seen": 2, "fraction": 0.5},
+    }

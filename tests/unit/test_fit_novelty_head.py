@@ -12,7 +12,7 @@ import torch
 from broker.cli import main as varstream
 from broker.config import InferenceConfig
 from broker.runtime import InferenceRuntime
-from models.bundle import DEFAULT_NOVELTY_BUNDLE, BundleFormatError, load_bundle
+from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError, load_bundle
 from models.onnx_serving import OnnxBundle
 from tests.unit.test_bundle import synthetic_windows
 from tests.unit.test_train_period_settings import restore_torch_threads, two_shape_csv  # noqa: F401
@@ -33,8 +33,9 @@ def trained(two_shape_csv, tmp_path, restore_torch_threads):  # noqa: F811
 def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, tmp_path):  # noqa: F811
     bundle = load_bundle(trained)
     head = bundle.novelty_head
-    assert head is not None and head.name == "csv-itcn-knn12"  # k = its 12 training windows
+    assert head is not None and head.name == "csv-itcn-knn5"  # the only grid k below 6 windows a class
     assert head.info["calibration"]["split"] == "val"
+    assert head.info["k_selection"]["split"] == "val" and list(head.info["k_selection"]["grid"]) == ["5"]
     assert len(head.bank) == bundle.metadata["data"]["splits"]["train"]["n_windows"]
     runtime = InferenceRuntime(InferenceConfig(classifier_bundle=str(trained), device="cpu", engine="onnx"))
     assert runtime.uses_head and runtime.info["novelty_name"] == head.name
@@ -48,7 +49,10 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
         )
     # the shipped pair: the classifier's head by default, the AE-GMM when its bundle is named
     shipped = InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
-    assert shipped.uses_head and shipped.info["novelty_name"] == "crts-itcn-knn50"
+    assert (
+        shipped.uses_head
+        and shipped.info["novelty_name"] == load_bundle(DEFAULT_CLASSIFIER_BUNDLE).novelty_head.name
+    )
     named = InferenceConfig(device="cpu", engine="onnx", novelty_bundle=str(DEFAULT_NOVELTY_BUNDLE))
     assert InferenceRuntime(named).info["novelty_name"] == "crts-aegmm"
 
@@ -56,9 +60,13 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
 def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_csv, tmp_path):  # noqa: F811
     argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
             "--k", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert load_bundle(trained).temperature is None  # trained before: served at T = 1
     assert varstream(argv) == 0
     assert load_bundle(trained).novelty_head.k == 3
     assert OnnxBundle(trained).novelty_head.k == 3  # the refreshed export serves it too
+    fitted = load_bundle(trained).metadata["temperature"]  # the same command fits the temperatures
+    assert fitted["split"] == "val" and fitted["by_length"] == {}  # toy split: < 20 windows, T = 1
+    assert OnnxBundle(trained).temperature.by_length == load_bundle(trained).temperature.by_length
     # a classifier retrained in place makes its head stale: refused at load, refitted by the command
     state = torch.load(trained / "weights.pt", weights_only=True)
     state["aux_mean"] = state["aux_mean"] + 0.01

@@ -1,4 +1,5 @@
-"""The inference benchmark's function (called by `make bench`) measures both engines at a given shape."""
+"""The inference benchmark's function (called by `make bench`) measures both engines at a given shape, on
+the served path (iTCN + k-NN head) and on iTCN + AE-GMM."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from benchmarks.inference_bench import SHAPES, measure, synthetic_windows
 def test_measure_reports_windows_per_second_for_both_engines() -> None:
     result = measure(threads=1, min_seconds=0.05, shapes={"8 mixed": [50, 200] * 4})
     assert result["onnx_windows_per_s"] > 0 and result["torch_windows_per_s"] > 0
-    assert set(result["by_shape"]["8 mixed"]) == {"onnx", "torch"}
+    assert result["onnx_aegmm_windows_per_s"] > 0 and result["torch_aegmm_windows_per_s"] > 0
+    assert set(result["by_shape"]["8 mixed"]) == {"onnx", "torch", "onnx itcn+aegmm", "torch itcn+aegmm"}
+    assert result["served_novelty"].startswith("crts-itcn-knn")  # the served path includes the head
 
 
 def test_the_plugin_shapes_are_batches_of_one_length_bucket_or_mixed() -> None:

@@ -4,7 +4,8 @@ DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, e
 reader options (--time-col, --band-col, --class-col, --period-col, --bands, ...); every band of a
 multi-band archive is used (bands are centred on one zero point, as in the plugin). Windows are built
 with the period-search and window settings stored in the bundle. Objects whose class the classifier knows
-are scored for classification (object = mean of its windows' probabilities); every other object is the
+are scored for classification (object = mean of its windows' probabilities) and for the calibration of
+those probabilities (ECE and NLL before/after the bundle's per-length temperatures); every other object is the
 unseen set for novelty (positive = unseen, flagged = mean window energy above the novelty bundle's p80 /
 p95 training-energy threshold), and what the classifier calls them is counted per class
 (`called_unknown_classes`: e.g. OGLE classical Cepheids, a class the shipped bundle lacks). When the
@@ -191,6 +192,7 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
         print(f"  {name:12s} recall {m['recall']:.3f}  precision {m['precision']:.3f}  n {m['support']}")
     for label, counts in metrics.get("called_unknown_classes", {}).items():
         print(f"  unknown class {label!r} called: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    _print_calibration(metrics.get("calibration"))
     for key in ("novelty", "novelty_head"):
         _print_novelty(key, metrics.get(key))
     if "period_recovery" in metrics:
@@ -200,6 +202,20 @@ def _print_summary(metrics: dict, written: list[Path]) -> None:
             f"with x2/x0.5 aliases {p['within_tolerance_or_alias']:.3f}"
         )
     print("wrote " + ", ".join(str(p) for p in written) + " and objects.csv")
+
+
+def _print_calibration(calibration: dict | None) -> None:
+    if not calibration:
+        return
+    temperatures = calibration["temperatures"]
+    scales = ", ".join(f"{k}: {v:.3f}" for k, v in temperatures.items()) if temperatures else "none (T = 1)"
+    print(f"calibration (objects; temperatures per window length {scales}):")
+    rows = {"all": calibration["all"], **{f"L{k}": v for k, v in calibration["by_length"].items()}}
+    for name, m in rows.items():
+        print(
+            f"  {name:4s} n {m['n_objects']:4d}: ECE {m['ece_before']:.3f} -> {m['ece_after']:.3f}, "
+            f"NLL {m['nll_before']:.3f} -> {m['nll_after']:.3f}"
+        )
 
 
 def _print_novelty(key: str, novelty: dict | None) -> None:
@@ -215,3 +231,7 @@ def _print_novelty(key: str, novelty: dict | None) -> None:
         )
     if "roc_auc" in novelty:
         print(f"  ROC AUC {novelty['roc_auc']:.3f}")
+    by_length = novelty["p95"].get("known_flagged_by_length", {})
+    if by_length:
+        rates = ", ".join(f"L{k} {v['fraction']:.3f} (n {v['n_seen']})" for k, v in by_length.items())
+        print(f"  p95 known flagged per object length: {rates}")

@@ -1,4 +1,5 @@
-"""Fit (or refit) the k-NN novelty head of a classifier bundle, in place, and refresh its ONNX export.
+"""Fit (or refit) the post-hoc parts of a classifier bundle in place: the k-NN novelty head and the
+per-length probability temperatures (`models.calibration`), then refresh its ONNX export.
 
 The head's bank is the bundle's own training split and its percentile tables come from its validation
 split: the split is rebuilt from DATA with the fractions and seed recorded in the bundle, and must give
@@ -32,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="FORMAT:PATH the bundle was trained on (crts:../shared/data/crts_kvmu)",
     )
-    parser.add_argument("--k", type=int, help="neighbour rank of the score (default: models.novelty_head)")
+    parser.add_argument(
+        "--k",
+        type=int,
+        help="neighbour rank of the score (default: chosen on the validation split by novelty_fit.select_k)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
     add_common_arguments(parser)
     add_reader_arguments(parser)
@@ -40,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, BundleFormatError, load_bundle, save_bundle
+    from models.calibration_fit import attach, fit_temperatures
     from models.novelty_fit import fit_knn_head
-    from models.novelty_head import DEFAULT_K
     from models.onnx_export import export_bundle_folder
 
     set_threads(args.threads)
@@ -54,15 +59,21 @@ def main(args: argparse.Namespace) -> int:
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
     head = fit_knn_head(
-        bundle, splits["train"].windows, splits["val"].windows, args.k or DEFAULT_K, args.seed, args.device
+        bundle, splits["train"].windows, splits["val"].windows, args.k, args.seed, args.device
     )
     bundle.novelty_head = head
+    temperature = fit_temperatures(bundle, splits["val"].windows, args.seed, args.device)
+    attach(bundle, temperature)
     save_bundle(bundle, path)
     export_bundle_folder(path)
     print(
-        f"{path}: novelty head {head.name} (k {head.k}, bank {len(head.bank)} training windows, calibrated "
+        f"{path}: novelty head {head.name} (k {head.k}: {head.info['k_selection']['method']}; "
+        f"bank {len(head.bank)} training windows, calibrated "
         f"on {head.info['calibration']['n_windows']} validation windows) in {head.info['fit_seconds']} s"
     )
+    scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
+    scales = scales or "none (too few validation windows: T = 1)"
+    print(f"{path}: probability temperatures per window length (validation NLL) {scales}")
     return 0
 
 
