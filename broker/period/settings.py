@@ -120,7 +120,7 @@ class PeriodSearchConfig:
             "peak_choice": "harmonic",
             "candidates": 5,
             "harmonic_terms": 3,
-            "coarse_factor": 5,
+            "coarse_factor": 3,
             "fold_on": "peak",
             "min_cycles": 3.0,
         }
