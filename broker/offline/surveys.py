@@ -129,6 +129,8 @@ def summary_row(survey: Survey, metrics: dict) -> dict:
     novelty = metrics.get("novelty") or {}
     periods = metrics.get("period_recovery") or {}
 
+    n_scored = (novelty.get("n_seen") or 0) + (novelty.get("n_unseen") or 0)
+
     def number(value):
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
@@ -149,11 +151,16 @@ def summary_row(survey: Survey, metrics: dict) -> dict:
         "novelty_roc_auc": number(novelty.get("roc_auc")),
         "novelty_p95_recall": number((novelty.get("p95") or {}).get("recall")),
         "novelty_p95_known_flagged": number((novelty.get("p95") or {}).get("known_flagged_fraction")),
+        "novelty_p95_flagged": _share((novelty.get("p95") or {}).get("n_flagged"), n_scored),
         "period_n": periods.get("n"),
         "period_within_1pct": number(periods.get("within_tolerance")),
         "period_double": number(periods.get("double")),
         "period_half": number(periods.get("half")),
     }
+
+
+def _share(count: int | None, total: int) -> float | None:
+    return None if count is None or not total else count / total
 
 
 COLUMNS = {
@@ -169,6 +176,7 @@ COLUMNS = {
     "novelty_roc_auc": "nov AUC",
     "novelty_p95_recall": "p95 recall",
     "novelty_p95_known_flagged": "p95 known flagged",
+    "novelty_p95_flagged": "p95 flagged (all)",
     "period_n": "P n",
     "period_within_1pct": "P 1%",
     "period_double": "P x2",

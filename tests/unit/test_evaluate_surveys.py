@@ -52,7 +52,7 @@ def test_summary_row_and_table_by_hand():
             "balanced_accuracy": 0.25,
             "unseen_superclasses": {"RS_CVn": 1},
         },
-        "novelty": {"n_unseen": 10, "p95": {"recall": 0.2}},
+        "novelty": {"n_seen": 0, "n_unseen": 10, "p95": {"recall": 0.2, "n_flagged": 2}},
         "period_recovery": {"n": 4, "within_tolerance": 0.75, "double": 0.0, "half": 0.25},
     }
     row = summary_row(Survey("x", "eros:/d", note="n"), metrics)
@@ -60,7 +60,9 @@ def test_summary_row_and_table_by_hand():
     assert row["novelty_roc_auc"] is None and row["novelty_p95_recall"] == 0.2
     assert row["period_within_1pct"] == 0.75 and row["period_half"] == 0.25
     table = markdown_table([row, {"survey": "y", "error": "ArchiveError: boom"}]).splitlines()
-    assert table[2].startswith("| x | 10 | 0 | - | - | 9 | 0.500 | 0.250 | 10 | - | 0.200 | - | 4 | 0.750 |")
+    assert table[2].startswith(
+        "| x | 10 | 0 | - | - | 9 | 0.500 | 0.250 | 10 | - | 0.200 | - | 0.200 | 4 | 0.750 |"
+    )
     assert table[3].startswith("| y | error: ArchiveError: boom |")
     assert len({line.count("|") for line in table}) == 1  # every row has every column
 
