@@ -2,8 +2,9 @@
 
 Each survey is one `varstream evaluate` run with the reader flags its data need:
 - crts: the CRTS tarball, `--split test` (the by-object test split of the bundle's own seed; CRTS-trained
-  bundles have seen the rest). Its "catalogue" periods are the FATS Lomb-Scargle periods of the kit, not
-  Drake's: period recovery there is agreement with FATS (EW/EA at half the orbit), not truth.
+  bundles have seen the rest; evaluate-surveys --test-split picks which surveys are split). Its
+  "catalogue" periods are the FATS Lomb-Scargle periods of the kit, not Drake's: period recovery there is
+  agreement with FATS (EW/EA at half the orbit), not truth.
 - eros: EROS-1 b and r bands together; the reader's period is already the true period / div_period.
 - ogle: OGLE-IV LMC classical Cepheids, I and V bands, labelled by mode (Cep_F, Cep_1O, ...); only F-mode
   stars have catalogue periods (cepFO4.dat).
@@ -36,6 +37,9 @@ class Survey:
     flags: list[str] = field(default_factory=list)
     split: str = "all"
     note: str = ""
+
+
+SURVEY_NAMES = ("crts", "eros", "ogle", "macho")
 
 
 def default_data_root() -> Path:

@@ -84,3 +84,9 @@ def test_evaluate_surveys_on_macho_end_to_end(shared_data, tmp_path):
     assert section["classes_of"]["Cepheid"] == ["Cep_II"]
     assert sum(map(sum, section["confusion_matrix"]["matrix"])) == 15
     assert "| macho | 15 |" in (out / "surveys.md").read_text()
+
+
+def test_test_split_names_only_known_surveys(tmp_path):
+    argv = ["evaluate-surveys", "--out", str(tmp_path), "--surveys", "macho", "--test-split", "crts,sdss"]
+    assert varstream(argv) != 0
+    assert not (tmp_path / "surveys.json").exists()

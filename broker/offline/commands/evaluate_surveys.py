@@ -1,7 +1,8 @@
 """Evaluate one bundle on every labelled archive in ../shared/data: surveys.json + surveys.md (a row each).
 
 Runs `varstream evaluate` once per survey (broker.offline.surveys: crts --split test, eros b+r with the true
-periods, ogle I+V by mode with the F-mode catalogue periods, the 15 MACHO curves) into OUT/<survey>/, then
+periods, ogle I+V by mode with the F-mode catalogue periods, the 15 MACHO curves) into OUT/<survey>/
+(--test-split: the surveys the bundle was trained on, scored on their by-object test split only), then
 collects class-level and superclass-level accuracy / balanced accuracy, novelty ROC AUC / p95 recall /
 known objects flagged, and period recovery (within 1%, x2, x0.5) into one table. A survey that fails is
 reported with its error and the others still run; the exit status is then 1.
@@ -15,6 +16,7 @@ import logging
 import time
 from pathlib import Path
 
+from broker.errors import ConfigError
 from broker.offline.commands import evaluate
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="report folder (one subfolder per survey)")
     parser.add_argument("--data-root", type=Path, help="labelled data folder (default: ../shared/data)")
     parser.add_argument("--surveys", help="comma-separated subset of crts,eros,ogle,macho (default: all)")
+    parser.add_argument(
+        "--test-split",
+        default="crts",
+        help="comma-separated surveys scored on their by-object test split only (those the bundle was "
+        "trained on; default: crts); 'none' for none",
+    )
     parser.add_argument("--max-points", type=int, help="use only each object's first N points")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -49,12 +57,24 @@ def evaluate_argv(survey, args: argparse.Namespace) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from broker.offline.surveys import default_data_root, markdown_table, shared_surveys, summary_row
+    from broker.offline.surveys import (
+        SURVEY_NAMES,
+        default_data_root,
+        markdown_table,
+        shared_surveys,
+        summary_row,
+    )
 
     data_root = args.data_root or default_data_root()
     names = [n.strip() for n in args.surveys.split(",")] if args.surveys else None
     args.out.mkdir(parents=True, exist_ok=True)
     surveys = shared_surveys(data_root, args.out / "inputs", names)
+    test_split = {n.strip() for n in args.test_split.split(",")} - {"none", ""}
+    unknown = sorted(test_split - set(SURVEY_NAMES))
+    if unknown:
+        raise ConfigError(f"--test-split names unknown survey(s) {unknown}")
+    for survey in surveys:
+        survey.split = "test" if survey.name in test_split else "all"
     rows, failed = [], False
     for survey in surveys:
         parser = argparse.ArgumentParser(prog=f"evaluate {survey.name}")
