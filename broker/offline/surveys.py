@@ -133,6 +133,8 @@ def summary_row(survey: Survey, metrics: dict) -> dict:
     novelty = metrics.get("novelty") or {}
     periods = metrics.get("period_recovery") or {}
 
+    super_novelty = superclass.get("novelty") or {}
+    super_p95 = super_novelty.get("p95") or {}
     n_scored = (novelty.get("n_seen") or 0) + (novelty.get("n_unseen") or 0)
 
     def number(value):
@@ -151,6 +153,12 @@ def summary_row(survey: Survey, metrics: dict) -> dict:
         "superclass_accuracy": number(superclass.get("accuracy")),
         "superclass_balanced_accuracy": number(superclass.get("balanced_accuracy")),
         "unseen_superclasses": superclass.get("unseen_superclasses"),
+        "superclass_novelty_n_unseen": super_novelty.get("n_unseen"),
+        "superclass_novelty_roc_auc": number(super_novelty.get("roc_auc")),
+        "superclass_novelty_p95_recall": number(
+            super_p95.get("recall") if super_novelty.get("n_unseen") else None
+        ),
+        "superclass_novelty_p95_known_flagged": number(super_p95.get("known_flagged_fraction")),
         "novelty_n_unseen": novelty.get("n_unseen"),
         "novelty_roc_auc": number(novelty.get("roc_auc")),
         "novelty_p95_recall": number((novelty.get("p95") or {}).get("recall")),
@@ -176,6 +184,10 @@ COLUMNS = {
     "superclass_n": "super n",
     "superclass_accuracy": "super acc",
     "superclass_balanced_accuracy": "super bal",
+    "superclass_novelty_n_unseen": "super unseen n",
+    "superclass_novelty_roc_auc": "super nov AUC",
+    "superclass_novelty_p95_recall": "super p95 recall",
+    "superclass_novelty_p95_known_flagged": "super p95 known flagged",
     "novelty_n_unseen": "unseen n",
     "novelty_roc_auc": "nov AUC",
     "novelty_p95_recall": "p95 recall",

@@ -51,6 +51,11 @@ def test_summary_row_and_table_by_hand():
             "accuracy": 0.5,
             "balanced_accuracy": 0.25,
             "unseen_superclasses": {"RS_CVn": 1},
+            "novelty": {
+                "n_unseen": 1,
+                "roc_auc": 0.5,
+                "p95": {"recall": 1.0, "known_flagged_fraction": 0.125},
+            },
         },
         "novelty": {"n_seen": 0, "n_unseen": 10, "p95": {"recall": 0.2, "n_flagged": 2}},
         "period_recovery": {"n": 4, "within_tolerance": 0.75, "double": 0.0, "half": 0.25},
@@ -61,7 +66,8 @@ def test_summary_row_and_table_by_hand():
     assert row["period_within_1pct"] == 0.75 and row["period_half"] == 0.25
     table = markdown_table([row, {"survey": "y", "error": "ArchiveError: boom"}]).splitlines()
     assert table[2].startswith(
-        "| x | 10 | 0 | - | - | 9 | 0.500 | 0.250 | 10 | - | 0.200 | - | 0.200 | 4 | 0.750 |"
+        "| x | 10 | 0 | - | - | 9 | 0.500 | 0.250 | 1 | 0.500 | 1.000 | 0.125 "
+        "| 10 | - | 0.200 | - | 0.200 | 4 | 0.750 |"
     )
     assert table[3].startswith("| y | error: ArchiveError: boom |")
     assert len({line.count("|") for line in table}) == 1  # every row has every column
@@ -84,6 +90,10 @@ def test_evaluate_surveys_on_macho_end_to_end(shared_data, tmp_path):
     assert section["classes_of"]["Cepheid"] == ["Cep_II"]
     assert sum(map(sum, section["confusion_matrix"]["matrix"])) == 15
     assert "| macho | 15 |" in (out / "surveys.md").read_text()
+    # every MACHO superclass is one the bundle knows: superclass novelty has no positives, only false alarms
+    assert section["novelty"]["n_seen"] == 15 and section["novelty"]["n_unseen"] == 0
+    assert row["superclass_novelty_p95_recall"] is None
+    assert 0 <= row["superclass_novelty_p95_known_flagged"] <= 1
 
 
 def test_test_split_names_only_known_surveys(tmp_path):
