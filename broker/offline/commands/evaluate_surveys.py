@@ -87,10 +87,8 @@ def main(args: argparse.Namespace) -> int:
             row = summary_row(survey, metrics)
         except Exception as err:  # one survey's failure is reported; the others still run
             log.exception("survey %s failed", survey.name)
-            row, failed = (
-                {"survey": survey.name, "data": survey.data, "error": f"{type(err).__name__}: {err}"},
-                True,
-            )
+            failed = True
+            row = {"survey": survey.name, "data": survey.data, "error": f"{type(err).__name__}: {err}"}
         row["seconds"] = round(time.perf_counter() - start, 1)
         rows.append(row)
     report = {"bundle": str(args.bundle or "shipped"), "data_root": str(data_root), "surveys": rows}
