@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Survey:
     flags: list[str] = field(default_factory=list)
     split: str = "all"
     note: str = ""
+    prepare: Callable[[], str] | None = None  # writes derived input files; returns a note on them
 
 
 SURVEY_NAMES = ("crts", "eros", "ogle", "macho")
@@ -72,14 +74,15 @@ def shared_surveys(data_root: Path, work_dir: Path, names: list[str] | None = No
 
 
 def _macho_survey(data_root: Path, work_dir: Path) -> Survey:
-    path, dropped = macho_labelled_csv(
-        data_root / "macho_deepnets_vs_sample", work_dir / "macho_labelled.csv"
-    )
+    path = work_dir / "macho_labelled.csv"
     flags = ["--id-col", "object_id", "--time-col", "mjd", "--mag-col", "mag", "--err-col", "magerr"]
     flags += ["--band-col", "band", "--class-col", "class", "--period-col", "period"]
-    return Survey(
-        "macho", f"csv:{path}", flags, note=f"periods: catalogue period_r; {dropped} bad points cut"
-    )
+
+    def prepare() -> str:
+        _, dropped = macho_labelled_csv(data_root / "macho_deepnets_vs_sample", path)
+        return f"{dropped} bad points cut"
+
+    return Survey("macho", f"csv:{path}", flags, note="periods: catalogue period_r", prepare=prepare)
 
 
 def macho_labelled_csv(folder: Path, out: Path) -> tuple[Path, int]:

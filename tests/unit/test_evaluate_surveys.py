@@ -100,3 +100,17 @@ def test_test_split_names_only_known_surveys(tmp_path):
     argv = ["evaluate-surveys", "--out", str(tmp_path), "--surveys", "macho", "--test-split", "crts,sdss"]
     assert varstream(argv) != 0
     assert not (tmp_path / "surveys.json").exists()
+
+
+def test_a_failing_survey_is_reported_and_the_others_still_run(shared_data, tmp_path):
+    root = tmp_path / "data"  # MACHO only: the EROS-1 folder is missing
+    root.mkdir()
+    (root / "macho_deepnets_vs_sample").symlink_to(shared_data / "macho_deepnets_vs_sample")
+    out = tmp_path / "surveys"
+    argv = ["evaluate-surveys", "--out", str(out), "--surveys", "eros,macho", "--data-root", str(root),
+            "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert varstream(argv) == 1
+    eros, macho = json.loads((out / "surveys.json").read_text())["surveys"]
+    assert eros["survey"] == "eros" and "eros1_ramp" in eros["error"]
+    assert macho["superclass_n"] == 15 and "bad points cut" in macho["note"]
+    assert "| eros | error:" in (out / "surveys.md").read_text()

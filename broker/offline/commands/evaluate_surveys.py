@@ -82,6 +82,8 @@ def main(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         print(f"== {survey.name}: {survey.data} {' '.join(survey.flags)}")
         try:
+            if survey.prepare is not None:
+                survey.note += "; " + survey.prepare()
             evaluate.main(parser.parse_args(evaluate_argv(survey, args)))
             metrics = json.loads((args.out / survey.name / "metrics.json").read_text())
             row = summary_row(survey, metrics)
