@@ -43,6 +43,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "broker.offline.commands.evaluate",
         "score bundles on a labelled archive (metrics.json + PNGs)",
     ),
+    "evaluate-surveys": (
+        "broker.offline.commands.evaluate_surveys",
+        "evaluate on every labelled archive in ../shared",
+    ),
     "periods": (
         "broker.offline.commands.periods",
         "the plugin's period search on an archive (periods.csv, summary.json, plots)",

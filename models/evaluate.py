@@ -437,3 +437,44 @@ def novelty_section(
     if is_unseen.any() and (~is_unseen).any():
         section["roc_auc"] = float(roc_auc_score(is_unseen, scores.energy))
     return section, scores.energy[~is_unseen], scores.energy[is_unseen]
+
+
+def superclass_metrics(
+    labels: Sequence[str], proba: np.ndarray, class_names: Sequence[str], mapping: dict | None = None
+) -> dict:
+    """Classification metrics one level up the taxonomy (models.taxonomy), per object.
+
+    labels (m,) true labels of any survey; proba (m, K) object probabilities over the bundle's classes.
+    A superclass's probability is the sum of its classes'; the prediction is the most probable superclass.
+    Objects whose superclass the bundle has no class of (e.g. RS_CVn) are left out and counted under
+    "unseen_superclasses": they are novelty, not classification. ValueError names labels with no superclass.
+    """
+    from collections import Counter
+
+    from models.taxonomy import superclass_matrix, superclass_of, unmapped
+
+    labels, proba = np.asarray(labels, object).astype(str), np.asarray(proba, np.float64)
+    if proba.shape != (len(labels), len(class_names)):
+        raise ValueError(
+            f"proba {proba.shape} does not match {len(labels)} labels x {len(class_names)} classes"
+        )
+    missing = unmapped(labels, mapping)
+    if missing:
+        raise ValueError(f"labels {missing} have no superclass in models.taxonomy")
+    names, matrix = superclass_matrix(class_names, mapping)
+    super_proba = proba @ np.asarray(matrix)
+    true = np.array([superclass_of(x, mapping) for x in labels], object)
+    seen = np.isin(true, names)
+    predicted = np.asarray(names, object)[np.argmax(super_proba, axis=1)] if len(names) else true
+    section = {
+        "superclasses": names,
+        "classes_of": {
+            name: [c for c, row in zip(class_names, matrix, strict=True) if row[i]]
+            for i, name in enumerate(names)
+        },
+        **classification_metrics(true[seen], predicted[seen], names),
+    }
+    unseen = Counter(true[~seen])
+    section["unseen_superclasses"] = dict(sorted(unseen.items()))
+    section["labels_by_superclass"] = {name: sorted(set(labels[true == name])) for name in sorted(set(true))}
+    return section

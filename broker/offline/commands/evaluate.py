@@ -124,6 +124,7 @@ def main(args: argparse.Namespace) -> int:
     }
     if called:
         metrics["called_unknown_classes"] = called
+    metrics["superclass"] = superclass_report(windows, classifier, args.device, novelty)
     if metrics.get("novelty") and evaluation.energy_seen is not None:
         add_novelty_rates(metrics["novelty"], evaluation.energy_seen, evaluation.energy_unseen)
     with_catalogue = objects[np.isfinite(objects["catalogue_period"].to_numpy(float))]
@@ -138,7 +139,46 @@ def main(args: argparse.Namespace) -> int:
         args.out, metrics, evaluation.energy_seen, evaluation.energy_unseen, evaluation.thresholds, examples
     )
     _print_summary(metrics, written)
+    _print_superclass(metrics["superclass"])
     return 0
+
+
+def superclass_report(windows, classifier, device: str, novelty=None) -> dict:
+    """Metrics one level up models.taxonomy (class probabilities summed per superclass), on every object,
+    so coarse or foreign labels (EROS-1 "cepheid", OGLE "Cep_F") are scored too; {"skipped": why} when a
+    label or a bundle class has no superclass. With a novelty bundle, "novelty" holds the same novelty
+    metrics with unseen = a superclass the bundle has no class of (RS_CVn): on a survey whose superclasses
+    are all known, its known_flagged_fraction is the false-alarm rate there."""
+    from dataclasses import replace
+
+    from models.evaluate import aggregate_by_object, novelty_section, superclass_metrics
+    from models.taxonomy import superclass_of, unmapped
+
+    missing = unmapped([*map(str, set(windows.labels)), *classifier.class_names])
+    if missing:
+        return {"skipped": f"labels {missing} have no superclass in models.taxonomy"}
+    proba = classifier.predict(windows, device).proba
+    scores = aggregate_by_object(windows.object_ids, proba, windows.labels)
+    section = superclass_metrics(scores.labels, scores.proba, list(classifier.class_names))
+    if novelty is not None:
+        labels = np.array([superclass_of(str(x)) for x in windows.labels], object)
+        energy = novelty.predict(windows, device).energy
+        section["novelty"], _, _ = novelty_section(
+            replace(windows, labels=labels), energy, novelty.energy_percentile, section["superclasses"]
+        )
+    return section
+
+
+def _print_superclass(section: dict) -> None:
+    if "skipped" in section:
+        print(f"superclass: skipped ({section['skipped']})")
+        return
+    unseen = ", ".join(f"{k} {v}" for k, v in section["unseen_superclasses"].items()) or "none"
+    print(
+        f"superclass ({section['n']} objects; unseen superclasses: {unseen}): "
+        f"accuracy {section['accuracy']:.3f}, balanced accuracy {section['balanced_accuracy']:.3f}"
+    )
+    _print_novelty("superclass novelty", section.get("novelty"))
 
 
 def add_novelty_rates(novelty: dict, energy_seen: np.ndarray, energy_unseen: np.ndarray) -> None:
