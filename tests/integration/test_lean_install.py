@@ -127,7 +127,8 @@ def test_the_lean_plugin_answers_a_real_stream_through_kafka(
     assert {(r["objectId"], r["n_points"]) for r in records} == expected
     assert len({r["alertId"] for r in records}) == len(records) == summary["annotated"]
     # the name the shipped classifier bundle gives its head (models.novelty_head: "<bundle>-knn<k>")
-    head_name = json.loads((REPO / "models/bundles/crts-itcn/metadata.json").read_text())["novelty_head"]["name"]
+    shipped = json.loads((REPO / "models/bundles/crts-itcn/metadata.json").read_text())
+    head_name = shipped["novelty_head"]["name"]
     for r in records:
         # novelty from the classifier bundle's own k-NN head (models.novelty_head), no AE-GMM loaded
         assert r["model_name"] == "crts-itcn" and r["novelty_model_name"] == head_name
