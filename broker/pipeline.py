@@ -301,7 +301,8 @@ class Pipeline:
         if not todo:
             return
         fap = self.config.trigger.max_false_alarm_probability
-        engine = {"period_engine": self.config.period.engine, "period_threads": self.config.period.threads}
+        period = self.config.period
+        engine = {"period_engine": period.engine, "period_threads": period.thread_count()}
         try:
             outcomes = classify_snapshots(
                 [p.snapshot for p in todo], self.runtime, fap, self._timer, **engine
