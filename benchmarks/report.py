@@ -36,6 +36,7 @@ def print_tables(results: dict) -> None:
         p = results["period"]
         print(f"\nPeriod search, same curves and grid ({p.get('source')})")
         print(f"{'':12} {'ms/curve':>9} {'recovery 1%':>12}")
+        p = {**_pooled_ms(p.get("period_sets") or {}), **p}
         print(
             f"{'nifty-ls':12} {_f(p.get('nifty_ls_ms_per_curve'), '9.1f')} "
             f"{_f(p.get('period_recovery_nifty_ls'), '12.3f')}"
@@ -52,6 +53,18 @@ def print_tables(results: dict) -> None:
     _summary_table(results["summary"])
     for key, part in (results.get("summary_missing") or {}).items():
         print(f"  {key} is None: run the {part!r} part to fill it")
+
+
+def _pooled_ms(sets: dict) -> dict:
+    """ms per curve of both searches pooled over the period bench's sets (weighted by their sizes)."""
+    n = sum(s.get("n_objects", 0) for s in sets.values())
+    if not n:
+        return {}
+    return {
+        f"{side}_ms_per_curve": sum(s[f"ms_per_curve_{side}"] * s["n_objects"] for s in sets.values()) / n
+        for side in ("nifty_ls", "ours")
+        if all(f"ms_per_curve_{side}" in s for s in sets.values())
+    }
 
 
 def _e2e_tables(e2e: dict) -> None:

@@ -64,19 +64,19 @@ def test_the_summary_is_complete_whenever_e2e_runs():
 
 
 def test_a_variant_sets_its_keys_on_top_of_the_bench_config(tmp_path):
-    settings = parse_setting('kafka.batch_timeout_s=0.1, period.threads="auto",period.engine=nifty-ls')
+    settings = parse_setting('kafka.batch_timeout_s=0.25, period.threads="auto",period.engine=nifty-ls')
     assert settings == {
-        "kafka": {"batch_timeout_s": 0.1},
+        "kafka": {"batch_timeout_s": 0.25},
         "period": {"threads": "auto", "engine": "nifty-ls"},
     }
-    assert setting_label(settings) == "kafka.batch_timeout_s=0.1,period.threads=auto,period.engine=nifty-ls"
+    assert setting_label(settings) == "kafka.batch_timeout_s=0.25,period.threads=auto,period.engine=nifty-ls"
     path = plugin_config(tmp_path / "v.toml", "127.0.0.1:9", "t", "g", 9999, settings=settings)
     data = tomllib.loads(path.read_text())
-    assert data["kafka"]["batch_timeout_s"] == 0.1 and data["kafka"]["input_topics"] == ["t"]
+    assert data["kafka"]["batch_timeout_s"] == 0.25 and data["kafka"]["input_topics"] == ["t"]
     config = load_config(path, environ={})
-    assert config.kafka.batch_timeout_s == 0.1 and config.period.threads == "auto"
+    assert config.kafka.batch_timeout_s == 0.25 and config.period.threads == "auto"
     with pytest.raises(ValueError, match=r"section\.key=value"):
-        parse_setting("batch_timeout_s=0.1")
+        parse_setting("batch_timeout_s=0.25")
 
 
 def test_overlap_bound_hides_the_smaller_of_period_and_infer():
