@@ -38,7 +38,7 @@ class KafkaConfig:
     schema_registry_url: str = ""  # Confluent Schema Registry for LSST wire-format ids
     schema_dirs: list[str] = field(default_factory=list)  # local folders of <id>.avsc schemas
     batch_size: int = 500  # max alerts per consumed batch (= the micro-batch)
-    batch_timeout_s: float = 0.5  # max wait to fill a batch (= the micro-batch max delay)
+    batch_timeout_s: float = 0.1  # max wait to fill a batch (= the micro-batch max delay; see deploy/README)
     delivery: str = "at-least-once"  # or exactly-once (Kafka transactions)
     transactional_id: str = ""  # exactly-once only; default varstream-<group_id>-<hostname>
     connect_timeout_s: float = 15.0
