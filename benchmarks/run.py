@@ -1,7 +1,7 @@
 """`make bench`: every benchmark side by side in one run; tables on stdout, OUT/bench/bench.json.
 
 bench.json's "summary" holds exactly SUMMARY_KEYS, plus gpu_* keys when a GPU was used. Its keys come from
-two parts, e2e and period; a selection with --only e2e also runs the period part (about a minute), so the
+two parts, e2e and period; a selection with --only e2e also runs the period part (~3 min here), so the
 summary is complete; a selection without e2e leaves the e2e keys None, and "summary_missing" names the
 part that would fill each None. Parts measure the plugin through its public entry points (the
 `varstream run` process, its summary and /metrics; `search_periods`; the inference runtime), so they
