@@ -10,7 +10,9 @@ Per flavour (ZTF-like 30-day histories, LSST-like 12-month-sized histories; see 
 3. ceiling run: the measured stream alone on its own topic, a new group, `[run] mode = "ceiling"`
    (consume, decode, commit only): no store, so no warm-up;
 4. paced run: after its warm-up, the measured stream fed at half the full run's rate while the plugin
-   runs: end-to-end latency.
+   runs: end-to-end latency;
+5. variants (`run.py --e2e-variant kafka.batch_timeout_s=0.1`, any settings): a full run and a paced run
+   at the SAME rate as step 4, each after its own warm-up, side by side with the shipped defaults.
 The plugin's RSS is sampled and its /metrics scraped during every run. `run_long` is the 10-minute memory
 run (`run.py --long`). Absolute numbers on a shared 2-core machine are noisy; the ratios carry further.
 """
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import stream
-from benchmarks.plugin_probe import PluginRun, free_port, fresh_store, plugin_config
+from benchmarks.plugin_probe import PluginRun, free_port, fresh_store, plugin_config, setting_label
 from broker.codecs import write_schema_folder
 from broker.kafka_io import KafkaSink
 from broker.offline.local_kafka import LocalKafka
@@ -33,6 +35,7 @@ PACED_FRACTION = 0.5  # of the full run's rate
 PACED_SECONDS = 40.0  # alerts sent in the paced run: rate x this (at most the whole stream)
 LONG_SECONDS = 600.0
 LONG_ALERTS_PER_OBJECT = 150  # the long run's stream: at most the last 150 detections of each object
+Settings = dict[str, dict]  # {section: {key: value}} on top of the shipped defaults
 
 
 def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None, duration_s=None) -> int:
@@ -45,7 +48,15 @@ def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None,
 
 
 def _plugin(
-    kafka: LocalKafka, scratch: Path, name: str, topic: str, mode: str, schema_dir, group: str, store: Path
+    kafka: LocalKafka,
+    scratch: Path,
+    name: str,
+    topic: str,
+    mode: str,
+    schema_dir,
+    group: str,
+    store: Path,
+    settings: Settings | None = None,
 ) -> PluginRun:
     """One plugin process; `name` names its config, log and summary, `group` and `store` its state."""
     port = free_port()
@@ -58,6 +69,7 @@ def _plugin(
         mode=mode,
         schema_dir=schema_dir,
         store=store,
+        settings=settings,
     )
     return PluginRun(cfg, kafka.bootstrap_servers, group, port)
 
@@ -82,8 +94,10 @@ class WarmTopic:
     store: Path
     warm_up: dict
 
-    def plugin(self, kafka: LocalKafka, scratch: Path, name: str, schema_dir) -> PluginRun:
-        return _plugin(kafka, scratch, name, self.topic, "full", schema_dir, self.group, self.store)
+    def plugin(
+        self, kafka: LocalKafka, scratch: Path, name: str, schema_dir, settings: Settings | None = None
+    ) -> PluginRun:
+        return _plugin(kafka, scratch, name, self.topic, "full", schema_dir, self.group, self.store, settings)
 
 
 def warm_topic(kafka: LocalKafka, scratch: Path, name: str, warm_up: list, schema_dir) -> WarmTopic:
@@ -98,7 +112,36 @@ def warm_topic(kafka: LocalKafka, scratch: Path, name: str, warm_up: list, schem
     return WarmTopic(topic, group, store, summary)
 
 
-def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -> dict:
+def full_and_paced(
+    kafka: LocalKafka, scratch: Path, name: str, streams: tuple, schema_dir, settings: Settings | None, rate
+) -> dict:
+    """A full run and a paced run at `rate` (None: half the full run's), each after its own warm-up."""
+    warm_up, payloads = streams
+    runs, warm_ups = {}, {}
+    full = warm_topic(kafka, scratch, f"{name}-full", warm_up, schema_dir)
+    _produce(kafka, full.topic, payloads)
+    runs["full"] = full.plugin(kafka, scratch, f"{name}-full", schema_dir, settings).start().finish()
+    warm_ups["full"] = full.warm_up
+    print(f"  {name} full: {runs['full']['alerts_per_s']:.0f} alerts/s", flush=True)
+    rate = rate or max(1.0, PACED_FRACTION * runs["full"]["alerts_per_s"])
+    n_paced = min(len(payloads), int(rate * PACED_SECONDS))
+    paced = warm_topic(kafka, scratch, f"{name}-paced", warm_up, schema_dir)
+    warm_ups["paced"] = paced.warm_up
+    plugin = paced.plugin(kafka, scratch, f"{name}-paced", schema_dir, settings).start()
+    started = time.monotonic()
+    _produce(kafka, paced.topic, payloads[:n_paced], rate=rate)
+    runs["paced"] = plugin.finish() | {"rate_alerts_per_s": rate, "send_s": time.monotonic() - started}
+    print(
+        f"  {name} paced at {rate:.0f}/s: p50 {_s(runs['paced']['latency_p50_s'])}, "
+        f"p99 {_s(runs['paced']['latency_p99_s'])}",
+        flush=True,
+    )
+    return {"runs": runs, "warm_up": warm_ups}
+
+
+def run_flavour(
+    kafka: LocalKafka, objects: list, flavour: str, scratch: Path, variants: list[Settings] = ()
+) -> dict:
     schema_dir = write_schema_folder(scratch / "schemas").parent if flavour == "lsst" else None
     warm_up, payloads, stats = stream.build_streams(objects, flavour)
     print(
@@ -106,12 +149,8 @@ def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -
         f"history points and {stats.mean_kb:.1f} KB per alert (built in {stats.build_s:.0f} s)",
         flush=True,
     )
-    runs, warm_ups = {}, {}
-    full = warm_topic(kafka, scratch, f"{flavour}-full", warm_up, schema_dir)
-    _produce(kafka, full.topic, payloads)
-    runs["full"] = full.plugin(kafka, scratch, f"{flavour}-full", schema_dir).start().finish()
-    warm_ups["full"] = full.warm_up
-    print(f"  {flavour} full: {runs['full']['alerts_per_s']:.0f} alerts/s", flush=True)
+    measured = full_and_paced(kafka, scratch, flavour, (warm_up, payloads), schema_dir, None, None)
+    runs = measured["runs"]
     # The ceiling keeps no store: the measured alerts alone on a topic of their own, a fresh group.
     ceiling_topic = _topic(kafka, f"bench-{flavour}-ceiling")
     _produce(kafka, ceiling_topic, payloads)
@@ -120,23 +159,21 @@ def run_flavour(kafka: LocalKafka, objects: list, flavour: str, scratch: Path) -
     plugin = _plugin(kafka, scratch, f"{flavour}-ceiling", ceiling_topic, "ceiling", schema_dir, group, store)
     runs["ceiling"] = plugin.start().finish()
     print(f"  {flavour} ceiling: {runs['ceiling']['alerts_per_s']:.0f} alerts/s", flush=True)
-    rate = max(1.0, PACED_FRACTION * runs["full"]["alerts_per_s"])
-    n_paced = min(len(payloads), int(rate * PACED_SECONDS))
-    paced = warm_topic(kafka, scratch, f"{flavour}-paced", warm_up, schema_dir)
-    warm_ups["paced"] = paced.warm_up
-    plugin = paced.plugin(kafka, scratch, f"{flavour}-paced", schema_dir).start()
-    started = time.monotonic()
-    _produce(kafka, paced.topic, payloads[:n_paced], rate=rate)
-    runs["paced"] = plugin.finish() | {"rate_alerts_per_s": rate, "send_s": time.monotonic() - started}
-    print(
-        f"  {flavour} paced at {rate:.0f}/s: p50 {_s(runs['paced']['latency_p50_s'])}, "
-        f"p99 {_s(runs['paced']['latency_p99_s'])}",
-        flush=True,
-    )
+    rate = runs["paced"]["rate_alerts_per_s"]
+    tried = []
+    for n, settings in enumerate(variants):
+        label = setting_label(settings)
+        print(f"  {flavour} variant {label}:", flush=True)
+        name = f"{flavour}-variant{n}"
+        tried.append(
+            {"settings": label}
+            | full_and_paced(kafka, scratch, name, (warm_up, payloads), schema_dir, settings, rate)
+        )
     return {
         "stream": stats.as_dict(),
-        "warm_up": warm_ups,
+        "warm_up": measured["warm_up"],
         "runs": runs,
+        "variants": tried,
         "fraction_of_ceiling": runs["full"]["alerts_per_s"] / max(runs["ceiling"]["alerts_per_s"], 1e-9),
         "overlap": overlap_estimate(runs["full"]),
     }
@@ -166,7 +203,12 @@ def overlap_estimate(full_run: dict) -> dict:
     }
 
 
-def run(out_dir: str | Path, kafka: LocalKafka, flavours: tuple[str, ...] = FLAVOURS) -> dict:
+def run(
+    out_dir: str | Path,
+    kafka: LocalKafka,
+    flavours: tuple[str, ...] = FLAVOURS,
+    variants: list[Settings] = (),
+) -> dict:
     out_dir = Path(out_dir)
     scratch = out_dir / "e2e-scratch"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -180,7 +222,7 @@ def run(out_dir: str | Path, kafka: LocalKafka, flavours: tuple[str, ...] = FLAV
         }
     }
     for flavour in flavours:
-        result[flavour] = run_flavour(kafka, objects, flavour, scratch)
+        result[flavour] = run_flavour(kafka, objects, flavour, scratch, list(variants))
     (out_dir / "e2e_bench.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -13,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -52,31 +53,61 @@ def plugin_config(
     schema_dir: Path | None = None,
     idle_exit_s: float = 5.0,
     store: Path | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """A config with the shipped defaults (trigger, bundles, batch size) except topics, store and exit.
 
-    store: an existing store to continue from; None: a fresh one next to the config."""
-    schema = f'schema_dirs = ["{schema_dir}"]' if schema_dir else ""
+    store: an existing store to continue from; None: a fresh one next to the config.
+    settings: {section: {key: value}} set on top (a variant of the defaults, see `parse_setting`)."""
     if store is None:
         store = fresh_store(path.with_suffix(".sqlite"))
-    path.write_text(f"""[kafka]
-bootstrap_servers = "{bootstrap}"
-group_id = "{group}"
-input_topics = ["{topic}"]
-output_topic = "{topic}-out"
-dead_letter_topic = "{topic}-dlq"
-{schema}
-[store]
-path = "{store}"
-[metrics]
-host = "127.0.0.1"
-port = {metrics_port}
-[run]
-mode = "{mode}"
-idle_exit_s = {idle_exit_s}
-summary_path = "{path.with_suffix(".summary.json")}"
-""")
+    sections: dict[str, dict[str, Any]] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap,
+            "group_id": group,
+            "input_topics": [topic],
+            "output_topic": f"{topic}-out",
+            "dead_letter_topic": f"{topic}-dlq",
+        }
+        | ({"schema_dirs": [str(schema_dir)]} if schema_dir else {}),
+        "store": {"path": str(store)},
+        "metrics": {"host": "127.0.0.1", "port": metrics_port},
+        "run": {
+            "mode": mode,
+            "idle_exit_s": idle_exit_s,
+            "summary_path": str(path.with_suffix(".summary.json")),
+        },
+    }
+    for section, values in (settings or {}).items():
+        sections.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]  # JSON scalars/lists: TOML
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def parse_setting(text: str) -> dict[str, dict[str, Any]]:
+    """ "kafka.batch_timeout_s=0.1,period.threads=2" -> {"kafka": {"batch_timeout_s": 0.1}, "period": ...}.
+
+    Values are read as JSON where they parse (numbers, true/false, quoted strings), else as strings."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in text.split(","):
+        name, sep, raw = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise ValueError(f"a setting is section.key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw.strip()
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def setting_label(settings: dict[str, dict[str, Any]]) -> str:
+    return ",".join(f"{s}.{k}={v}" for s, values in settings.items() for k, v in values.items())
 
 
 @dataclass
@@ -151,7 +182,8 @@ class Probe:
 
 
 def stage_table(stages: dict[str, tuple[float, float]], alerts: int, busy_s: float) -> list[dict]:
-    """One row per stage of STAGE_ORDER: total seconds, batches, ms per alert, share of busy time."""
+    """One row per stage of STAGE_ORDER: total seconds, batches, ms per alert, share of busy time; then
+    "other": busy time no stage accounts for (the loop between stages, accounting, idle polls)."""
     rows = []
     for stage in STAGE_ORDER:
         if stage not in stages:
@@ -169,7 +201,24 @@ def stage_table(stages: dict[str, tuple[float, float]], alerts: int, busy_s: flo
                 "share": seconds / busy_s if busy_s > 0 else None,
             }
         )
+    timed = sum(r["seconds"] or 0.0 for r in rows)
+    other = max(0.0, busy_s - timed)
+    rows.append(
+        {
+            "stage": "other",
+            "seconds": other,
+            "batches": None,
+            "ms_per_alert": 1e3 * other / alerts if alerts else None,
+            "share": other / busy_s if busy_s > 0 else None,
+        }
+    )
     return rows
+
+
+def bound_by(rows: list[dict]) -> dict | None:
+    """The stage row with the most time: what bounds the run (consume: waiting for alerts)."""
+    timed = [r for r in rows if r["seconds"]]
+    return max(timed, key=lambda r: r["seconds"]) if timed else None
 
 
 @dataclass
@@ -209,9 +258,13 @@ class PluginRun:
             "dead_lettered": summary["dead_lettered"],
             "accounting_holds": summary["accounting_holds"],
             "busy_s": busy,
+            "batches": summary["batches"],
+            "history_decisions": summary.get("history_decisions", {}),
             "alerts_per_s": summary["throughput_alerts_per_s"],
             "latency_p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
             "latency_p99_s": float(np.percentile(lat, 99)) if len(lat) else None,
+            "latency_max_s": float(lat.max()) if len(lat) else None,
+            "latencies_annotated": len(lat),
             "stages": stage_table(self.probe.stages, summary["alerts_in"], busy),
             "memory": self.probe.memory(after_s=self.consuming_after_s),
             "metrics_scrapes": self.probe.scrapes,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.plugin_probe import STAGE_ORDER
+from benchmarks.plugin_probe import STAGE_ORDER, bound_by
 
 TARGET_ALERTS_PER_S = 1000.0
 TARGET_P99_S = 1.0
@@ -36,6 +36,7 @@ def print_tables(results: dict) -> None:
         p = results["period"]
         print(f"\nPeriod search, same curves and grid ({p.get('source')})")
         print(f"{'':12} {'ms/curve':>9} {'recovery 1%':>12}")
+        p = {**_pooled_ms(p.get("period_sets") or {}), **p}
         print(
             f"{'nifty-ls':12} {_f(p.get('nifty_ls_ms_per_curve'), '9.1f')} "
             f"{_f(p.get('period_recovery_nifty_ls'), '12.3f')}"
@@ -50,6 +51,20 @@ def print_tables(results: dict) -> None:
             f"torch {_f(i.get('torch_windows_per_s'))} windows/s"
         )
     _summary_table(results["summary"])
+    for key, part in (results.get("summary_missing") or {}).items():
+        print(f"  {key} is None: run the {part!r} part to fill it")
+
+
+def _pooled_ms(sets: dict) -> dict:
+    """ms per curve of both searches pooled over the period bench's sets (weighted by their sizes)."""
+    n = sum(s.get("n_objects", 0) for s in sets.values())
+    if not n:
+        return {}
+    return {
+        f"{side}_ms_per_curve": sum(s[f"ms_per_curve_{side}"] * s["n_objects"] for s in sets.values()) / n
+        for side in ("nifty_ls", "ours")
+        if all(f"ms_per_curve_{side}" in s for s in sets.values())
+    }
 
 
 def _e2e_tables(e2e: dict) -> None:
@@ -70,7 +85,7 @@ def _e2e_tables(e2e: dict) -> None:
         )
     print("\nPer-stage time of the full runs (ms per alert, share of busy time); '-': not timed apart")
     print(f"{'stage':9}" + "".join(f" {FLAVOUR_NAMES[f]:>18}" for f in flavours))
-    for stage in STAGE_ORDER:
+    for stage in (*STAGE_ORDER, "other"):
         cells = []
         for f in flavours:
             row = next(r for r in e2e[f]["runs"]["full"]["stages"] if r["stage"] == stage)
@@ -80,12 +95,47 @@ def _e2e_tables(e2e: dict) -> None:
                 else f"{row['ms_per_alert']:8.2f} {100 * (row['share'] or 0):6.1f}%"
             )
         print(f"{stage:9}" + "".join(f" {c:>18}" for c in cells))
+    print(f"{'bound by':9}" + "".join(f" {_bound(e2e[f]['runs']['full']):>18}" for f in flavours))
+    print(f"{'paced':9}" + "".join(f" {_bound(e2e[f]['runs']['paced']):>18}" for f in flavours))
+    print("(the stage with the most busy time; consume = waiting for alerts to fill a batch)")
     for f in flavours:
         o, r = e2e[f]["overlap"], e2e[f]["runs"]["full"]
         print(
             f"{FLAVOUR_NAMES[f]}: {r['annotated']} of {r['alerts']} alerts classified; overlapping inference "
             f"with the next period search could save at most {100 * o['max_saving_fraction']:.0f}% "
             f"(period {o['period_s']:.1f} s, infer {o['infer_s']:.1f} s of {o['busy_s']:.1f} s busy)"
+        )
+    _variant_table(e2e)
+
+
+def _bound(run: dict) -> str:
+    row = bound_by(run.get("stages") or [])
+    return "-" if row is None else f"{row['stage']} {100 * (row['share'] or 0):.0f}%"
+
+
+def _variant_table(e2e: dict) -> None:
+    """Each flavour's shipped defaults and its variants side by side (same paced rate)."""
+    rows = []
+    for f in ("ztf", "lsst"):
+        if f not in e2e or not e2e[f].get("variants"):
+            continue
+        rows.append((f, "shipped defaults", e2e[f]["runs"]))
+        rows += [(f, v["settings"], v["runs"]) for v in e2e[f]["variants"]]
+    if not rows:
+        return
+    print("\nVariants, side by side (full: as fast as possible; paced: the defaults' paced rate)")
+    print(
+        f"{'stream':11} {'settings':34} {'full/s':>7} {'bound by':>12} {'paced/s':>7} {'batch':>6} "
+        f"{'p50 s':>6} {'p99 s':>6} {'max s':>6} {'bound by':>12}"
+    )
+    for f, label, runs in rows:
+        full, paced = runs["full"], runs["paced"]
+        batch = paced["alerts"] / paced["batches"] if paced.get("batches") else None
+        print(
+            f"{FLAVOUR_NAMES[f]:11} {label:34} {full['alerts_per_s']:7.0f} {_bound(full):>12} "
+            f"{paced['rate_alerts_per_s']:7.0f} {_f(batch, '6.0f')} {_f(paced['latency_p50_s'], '6.2f')} "
+            f"{_f(paced['latency_p99_s'], '6.2f')} {_f(paced.get('latency_max_s'), '6.2f')} "
+            f"{_bound(paced):>12}"
         )
 
 

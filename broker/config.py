@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -20,6 +21,7 @@ INPUT_FORMATS = ("auto", "ztf", "lsst")
 DELIVERY_MODES = ("at-least-once", "exactly-once")
 INFERENCE_ENGINES = ("auto", "onnx", "torch")
 HISTORY_MODES = ("full", "lazy")
+MAX_AUTO_PERIOD_THREADS = 8
 RUN_MODES = ("full", "ceiling")  # ceiling: the bench's upper bound (decode and commit only)
 
 
@@ -36,7 +38,7 @@ class KafkaConfig:
     schema_registry_url: str = ""  # Confluent Schema Registry for LSST wire-format ids
     schema_dirs: list[str] = field(default_factory=list)  # local folders of <id>.avsc schemas
     batch_size: int = 500  # max alerts per consumed batch (= the micro-batch)
-    batch_timeout_s: float = 0.5  # max wait to fill a batch (= the micro-batch max delay)
+    batch_timeout_s: float = 0.1  # max wait to fill a batch (= the micro-batch max delay; see deploy/README)
     delivery: str = "at-least-once"  # or exactly-once (Kafka transactions)
     transactional_id: str = ""  # exactly-once only; default varstream-<group_id>-<hostname>
     connect_timeout_s: float = 15.0
@@ -95,7 +97,19 @@ class PeriodConfig:
     """Which engine computes the periodogram (the science comes from the classifier bundle)."""
 
     engine: str = "auto"  # auto | nifty-ls | astropy | astropy-fast | cuda (auto: cuda, else nifty-ls)
-    threads: int = 1  # threads over a batch of light curves (nifty-ls releases the GIL)
+    # threads over a batch of light curves (nifty-ls releases the GIL): a count, or "auto" = the cores this
+    # process may use (os.sched_getaffinity), at most MAX_AUTO_PERIOD_THREADS
+    threads: int | str = 1
+
+    def thread_count(self) -> int:
+        """`threads` resolved to a count."""
+        if self.threads != "auto":
+            return int(self.threads)
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # no affinity API (macOS)
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, MAX_AUTO_PERIOD_THREADS))
 
 
 @dataclass
@@ -163,7 +177,13 @@ class Config:
         _check(i.max_batch_windows > 0, "inference.max_batch_windows", i.max_batch_windows, "> 0")
         _check(i.engine in INFERENCE_ENGINES, "inference.engine", i.engine, f"one of {INFERENCE_ENGINES}")
         _check(self.run.mode in RUN_MODES, "run.mode", self.run.mode, f"one of {RUN_MODES}")
-        _check(self.period.threads >= 1, "period.threads", self.period.threads, ">= 1")
+        threads = self.period.threads
+        _check(
+            threads == "auto" or (isinstance(threads, int) and threads >= 1),
+            "period.threads",
+            threads,
+            '"auto" or an integer >= 1',
+        )
         _check_period_engine(self.period.engine)
         m = self.metrics
         _check(0 <= m.port < 65536, "metrics.port", m.port, "in [0, 65535]")
@@ -254,6 +274,12 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """Convert to the field's type; strings from the environment are accepted for scalars and lists."""
     origin = get_origin(hint)
     try:
+        if origin is types.UnionType and set(get_args(hint)) == {int, str}:  # a count or a keyword
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                return int(value)
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise TypeError("expected an integer or a keyword")
+            return value
         if origin is list:
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]

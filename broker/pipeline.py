@@ -192,6 +192,7 @@ class Pipeline:
                 for p in pending:
                     if p.alert is not None:
                         self._store_and_trigger(p)
+                self._store_history_states()
             self._classify([p for p in pending if p.snapshot is not None], io)
         with self._timer("produce"):
             annotated = [p for p in pending if isinstance(p.outcome, Annotated)]
@@ -245,23 +246,32 @@ class Pipeline:
     def _policy(self, topic: str, partition: int) -> HistoryPolicy | None:
         """The lazy-history policy of an input partition (None: decode.history = "full").
 
-        It asks the partition's committed state (`StorePartition.contains`), which is what a batch's
+        It asks the partition's committed state (`StorePartition.history_state`), which is what a batch's
         decode, done before that batch merges anything, can rely on."""
         if self.config.decode.history != "lazy":
             return None
         key = (topic, partition)
         if key not in self._policies:
             if self.config.run.mode == "ceiling":  # no store: decode as a warm plugin would (known objects)
-                contains = lambda _object_id: True  # noqa: E731
+                lookup = lambda _object_id: (None, None)  # noqa: E731
             else:
-                contains = self.store.open(topic, partition).contains
-            self._policies[key] = HistoryPolicy(contains, self.config.decode.reconcile_every)
+                lookup = self.store.open(topic, partition).history_state
+            self._policies[key] = HistoryPolicy(lookup, self.config.decode.reconcile_every)
         self._policies[key].last_reason = None
         return self._policies[key]
 
+    def _store_history_states(self) -> None:
+        """Each merged object keeps its policy state (after this batch's alerts) in the store and the
+        changelog, so a restart or a partition move continues its reconcile schedule. Without a policy
+        (decode.history = "full") it is unknown: a later lazy run reads each history once."""
+        for key, txn in self._txns.items():
+            policy = self._policies.get(key)
+            for object_id in txn.merged:
+                txn.set_history(object_id, policy.tracked(object_id) if policy else None)
+
     def _forget_policies(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Drop what the policies of these partitions tracked: their state was restored, revoked or rolled
-        back, so the next alert of each of their objects reads its history once ("untracked")."""
+        back, so the policy state stored with each object (committed, like the offsets) counts again."""
         for key in partitions:
             self._policies.pop(key, None)
 
@@ -291,7 +301,8 @@ class Pipeline:
         if not todo:
             return
         fap = self.config.trigger.max_false_alarm_probability
-        engine = {"period_engine": self.config.period.engine, "period_threads": self.config.period.threads}
+        period = self.config.period
+        engine = {"period_engine": period.engine, "period_threads": period.thread_count()}
         try:
             outcomes = classify_snapshots(
                 [p.snapshot for p in todo], self.runtime, fap, self._timer, **engine

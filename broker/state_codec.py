@@ -1,11 +1,17 @@
 """One object's stored state and its versioned binary encoding (the SQLite row and the changelog value).
 
 The same bytes are written to the local store and to the compacted changelog topic, so a restore copies
-records without re-encoding them. Layout, little-endian (version 1):
+records without re-encoding them. Layout, little-endian (version 2):
 
     header  "VS" | version u8 | flags u8 | n u32 | classified_n_points u32 | n_classifications u32
-            | classified_mjd f64 (NaN = never) | n_bands u8 | n_bands x (len u8, utf-8 name)
+            | classified_mjd f64 (NaN = never) | n_bands u8
+    history alerts_since_history i32 | last_n_detections i32 (-1 = unknown; absent in version 1)
+    bands   n_bands x (len u8, utf-8 name)
     arrays  mjd f64[n] [d] | mag f64[n] [mag] | magerr f64[n] [mag] | band index u8[n]
+
+The history fields are the lazy-decoding policy's state for the object (broker/history.py), so that a
+restart, a restore or a partition move continues its reconcile schedule; version 1 states still decode,
+with both unknown ("untracked": the next alert reads its history once, as before version 2).
 
 About 25 bytes per point: an object with 300 points is ~7.5 kB. Points are kept sorted by
 (time rounded to 1 ms, band), the dedupe key.
@@ -24,9 +30,11 @@ from models.lightcurve import LightCurve
 
 MS_PER_DAY = 86_400_000.0
 MAGIC = b"VS"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAX_BANDS = 64  # band index lives in the low 6 bits of the dedupe key
 _HEADER = struct.Struct("<2sBBIIIdB")
+_HISTORY = struct.Struct("<ii")  # version 2: the history policy's state, -1 = unknown
 
 
 class StateDecodeError(VarstreamError, ValueError):
@@ -51,6 +59,9 @@ class StoredObject:
     classified_n_points: int = 0
     classified_mjd: float | None = None
     n_classifications: int = 0
+    # lazy decoding (broker/history.py): alerts since the history was last read, last ZTF ndethist seen
+    alerts_since_history: int | None = None
+    last_n_detections: int | None = None
 
     @classmethod
     def empty(cls) -> StoredObject:
@@ -76,6 +87,9 @@ class StoredObject:
             classified_mjd=mjd,
             n_classifications=self.n_classifications + 1,
         )
+
+    def with_history(self, alerts_since: int | None, last_n_detections: int | None) -> StoredObject:
+        return replace(self, alerts_since_history=alerts_since, last_n_detections=last_n_detections)
 
     def merge(self, lc: LightCurve, max_points: int) -> tuple[StoredObject, int]:
         """This object with the light curve's new points added (oldest dropped beyond max_points).
@@ -113,7 +127,8 @@ class StoredObject:
             all_keys, cat = all_keys[-max_points:], [a[-max_points:] for a in cat]
         np.maximum.at(watermarks, idx[take], t_ms[take])
         merged = StoredObject(*cat, tuple(bands), all_keys, watermarks, self.classified_n_points,
-                              self.classified_mjd, self.n_classifications)  # fmt: skip
+                              self.classified_mjd, self.n_classifications, self.alerts_since_history,
+                              self.last_n_detections)  # fmt: skip
         return merged, len(add_keys)
 
 
@@ -147,6 +162,7 @@ def encode_state(obj: StoredObject) -> bytes:
             mjd,
             len(obj.bands),
         ),
+        _HISTORY.pack(_or_unknown(obj.alerts_since_history), _or_unknown(obj.last_n_detections)),
     ]
     for name in obj.bands:
         raw = name.encode()
@@ -157,13 +173,22 @@ def encode_state(obj: StoredObject) -> bytes:
 
 
 def decode_state(data: bytes) -> StoredObject:
-    """Inverse of encode_state; raises StateDecodeError for other magic bytes or versions."""
+    """Inverse of encode_state (also reads version 1); raises StateDecodeError for other magic bytes or
+    versions."""
     if len(data) < _HEADER.size or data[:2] != MAGIC:
         raise StateDecodeError(f"not a varstream object state (starts {bytes(data[:4])!r})")
     _magic, version, _flags, n, c_n, n_cls, c_mjd, n_bands = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise StateDecodeError(f"object state version {version} is not readable (this code reads {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise StateDecodeError(
+            f"object state version {version} is not readable (this code reads {READABLE_VERSIONS})"
+        )
     pos = _HEADER.size
+    since, last_n = -1, -1
+    if version >= 2:
+        if len(data) < pos + _HISTORY.size:
+            raise StateDecodeError(f"object state of version {version} is cut short in its header")
+        since, last_n = _HISTORY.unpack_from(data, pos)
+        pos += _HISTORY.size
     bands = []
     for _ in range(n_bands):
         size = data[pos]
@@ -180,8 +205,16 @@ def decode_state(data: bytes) -> StoredObject:
     np.maximum.at(watermarks, band_idx, t_ms)
     return StoredObject(
         mjd, mag, magerr, band_idx, tuple(bands), t_ms * MAX_BANDS + band_idx, watermarks,
-        c_n, None if math.isnan(c_mjd) else c_mjd, n_cls,
+        c_n, None if math.isnan(c_mjd) else c_mjd, n_cls, _known(since), _known(last_n),
     )  # fmt: skip
+
+
+def _or_unknown(value: int | None) -> int:
+    return -1 if value is None else max(-1, min(int(value), 2**31 - 1))
+
+
+def _known(value: int) -> int | None:
+    return None if value < 0 else value
 
 
 def state_last_mjd(data: bytes) -> float:

@@ -106,6 +106,12 @@ class StorePartition:
         row = self._db.execute("SELECT 1 FROM objects WHERE object_id = ?", (object_id,)).fetchone()
         return row is not None
 
+    def history_state(self, object_id: str) -> tuple[int | None, int | None] | None:
+        """The lazy-history policy's committed state of the object (broker.history.Lookup): None when
+        the object is not held here, else (alerts since its history was last read, last n_detections)."""
+        obj = self._load(object_id)
+        return None if obj is None else (obj.alerts_since_history, obj.last_n_detections)
+
     # -- transactions --------------------------------------------------------------------------------
     def begin(self) -> PartitionTransaction:
         return PartitionTransaction(self)
@@ -211,6 +217,19 @@ class PartitionTransaction:
     def mark_classified(self, object_id: str, n_points: int, mjd: float) -> None:
         self._objects[object_id] = self._objects[object_id].classified(n_points, mjd)
         self._changed.add(object_id)
+
+    def set_history(self, object_id: str, state: tuple[int | None, int | None] | None) -> None:
+        """Store the history policy's state with an object this batch merged (None: unknown)."""
+        obj = self._objects[object_id]
+        since, last_n = state or (None, None)
+        if (obj.alerts_since_history, obj.last_n_detections) != (since, last_n):
+            self._objects[object_id] = obj.with_history(since, last_n)
+            self._changed.add(object_id)
+
+    @property
+    def merged(self) -> list[str]:
+        """The objects this batch merged, in update order."""
+        return list(self._objects)
 
     def state(self, object_id: str) -> ObjectState | None:
         obj = self._get(object_id)

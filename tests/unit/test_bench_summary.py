@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import tomllib
+
+import pytest
+
 from benchmarks.e2e_bench import overlap_estimate
-from benchmarks.plugin_probe import STAGE_ORDER, Probe, fresh_store, stage_table
-from benchmarks.run import SUMMARY_KEYS, summarise
+from benchmarks.plugin_probe import (
+    STAGE_ORDER,
+    Probe,
+    bound_by,
+    fresh_store,
+    parse_setting,
+    plugin_config,
+    setting_label,
+    stage_table,
+)
+from benchmarks.run import SUMMARY_KEYS, parts_to_run, summarise, summary_missing
+from broker.config import load_config
 
 
 def _run(alerts_per_s, p99=None):
@@ -31,10 +45,38 @@ def test_summary_takes_the_worse_paced_p99_and_adds_only_gpu_keys():
 
 def test_stage_table_lists_every_stage_and_marks_untimed_ones():
     rows = stage_table({"decode": (2.0, 4.0), "infer": (6.0, 4.0)}, alerts=1000, busy_s=10.0)
-    assert [r["stage"] for r in rows] == list(STAGE_ORDER)
+    assert [r["stage"] for r in rows] == [*STAGE_ORDER, "other"]
     decode = rows[STAGE_ORDER.index("decode")]
     assert decode["ms_per_alert"] == 2.0 and decode["share"] == 0.2 and decode["batches"] == 4
     assert rows[STAGE_ORDER.index("trigger")]["seconds"] is None
+    assert rows[-1]["seconds"] == 2.0 and rows[-1]["share"] == 0.2  # busy time no stage accounts for
+    assert bound_by(rows)["stage"] == "infer"
+    assert bound_by(stage_table({}, alerts=0, busy_s=0.0)) is None
+
+
+def test_the_summary_is_complete_whenever_e2e_runs():
+    assert parts_to_run(["e2e"]) == ["period", "e2e"]  # the period keys come from the same run
+    assert parts_to_run(["decode"]) == ["decode"]
+    assert parts_to_run(None)[:1] == ["period"]
+    missing = summary_missing(dict.fromkeys(SUMMARY_KEYS) | {"period_recovery_ours": 0.7})
+    assert missing["ztf_alerts_per_s"] == "e2e" and missing["period_speedup_vs_nifty_ls"] == "period"
+    assert "period_recovery_ours" not in missing and len(missing) == len(SUMMARY_KEYS) - 1
+
+
+def test_a_variant_sets_its_keys_on_top_of_the_bench_config(tmp_path):
+    settings = parse_setting('kafka.batch_timeout_s=0.25, period.threads="auto",period.engine=nifty-ls')
+    assert settings == {
+        "kafka": {"batch_timeout_s": 0.25},
+        "period": {"threads": "auto", "engine": "nifty-ls"},
+    }
+    assert setting_label(settings) == "kafka.batch_timeout_s=0.25,period.threads=auto,period.engine=nifty-ls"
+    path = plugin_config(tmp_path / "v.toml", "127.0.0.1:9", "t", "g", 9999, settings=settings)
+    data = tomllib.loads(path.read_text())
+    assert data["kafka"]["batch_timeout_s"] == 0.25 and data["kafka"]["input_topics"] == ["t"]
+    config = load_config(path, environ={})
+    assert config.kafka.batch_timeout_s == 0.25 and config.period.threads == "auto"
+    with pytest.raises(ValueError, match=r"section\.key=value"):
+        parse_setting("batch_timeout_s=0.25")
 
 
 def test_overlap_bound_hides_the_smaller_of_period_and_infer():

@@ -57,3 +57,17 @@ def test_unknown_env_key_is_an_error():
 def test_missing_file():
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/varstream.toml", environ={})
+
+
+def test_period_threads_is_a_count_or_auto_capped_by_the_usable_cores(monkeypatch):
+    import os
+
+    assert load_config(environ={"VARSTREAM_PERIOD__THREADS": "3"}).period.thread_count() == 3
+    auto = load_config(overrides={"period.threads": "auto"}, environ={}).period
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(2)), raising=False)
+    assert auto.thread_count() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(64)), raising=False)
+    assert auto.thread_count() == 8
+    for bad in (0, "many", True):
+        with pytest.raises(ConfigError, match=r"period\.threads"):
+            load_config(overrides={"period.threads": bad}, environ={})

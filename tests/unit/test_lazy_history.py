@@ -5,6 +5,8 @@ decode, lazy decode) in the pipeline's order (decode a batch, then merge and dec
 partition transaction, then commit) and compare every committed light curve and every classification
 input (the snapshot each annotation is computed from, so equal snapshots give equal annotations), also
 across a crash and restart, a rollback, a partition restored from the changelog elsewhere and eviction.
+The policy's state is stored with each object, so after a restart or a move the decisions continue as in
+an uninterrupted run (no history is re-read); states without it (version 1) read each history once.
 """
 
 from __future__ import annotations
@@ -53,15 +55,18 @@ class Instance:
     """One plugin process's state for one input partition: a store partition and, when lazy, the policy
     the pipeline keeps for it (dropped on assignment, restore and rollback, as broker.pipeline does)."""
 
-    def __init__(self, path: Path, lazy: bool, reconcile_every: int = 10, **store) -> None:
+    def __init__(
+        self, path: Path, lazy: bool, reconcile_every: int = 10, store_history: bool = True, **store
+    ) -> None:
         self.store = LightCurveStore(StoreConfig(path=str(path), **store))
         self.part = self.store.open("alerts", 0)
         self.lazy, self.reconcile_every = lazy, reconcile_every
+        self.store_history = store_history  # False: as code before state version 2 (nothing stored)
         self.policy: HistoryPolicy | None = None
         self.forget()
 
     def forget(self) -> None:
-        self.policy = HistoryPolicy(self.part.contains, self.reconcile_every) if self.lazy else None
+        self.policy = HistoryPolicy(self.part.history_state, self.reconcile_every) if self.lazy else None
 
     def decode(self, payload: bytes):
         """(alert, the policy's reason: None when full or when the trigger could not stand alone)."""
@@ -71,9 +76,17 @@ class Instance:
         return alert, self.policy and self.policy.last_reason
 
 
-def run_batches(inst: Instance, payloads: list[bytes], batch: int, offset: int = 0, commit: bool = True):
+def run_batches(
+    inst: Instance,
+    payloads: list[bytes],
+    batch: int,
+    offset: int = 0,
+    commit: bool = True,
+    changelog: dict | None = None,
+):
     """The pipeline's order (decode a batch, then merge and decide alert by alert, then commit) over
-    `payloads`; (snapshots, decisions). commit=False leaves the last batch's transaction open."""
+    `payloads`; (snapshots, decisions). commit=False leaves the last batch's transaction open; each
+    committed batch's changelog records go into `changelog` when given."""
     snapshots, decisions, txn = [], [], None
     for start in range(0, len(payloads), batch):
         decoded = [inst.decode(p) for p in payloads[start : start + batch]]
@@ -86,7 +99,12 @@ def run_batches(inst: Instance, payloads: list[bytes], batch: int, offset: int =
                 lc = txn.lightcurve(alert.object_id)
                 snapshots.append((alert.object_id, lc.mjd.tolist(), lc.mag.tolist(), list(lc.band)))
                 txn.mark_classified(alert.object_id, state.n_points, alert.mjd)
+        if inst.policy is not None and inst.store_history:  # as Pipeline._store_history_states
+            for oid in txn.merged:
+                txn.set_history(oid, inst.policy.tracked(oid))
         if commit or start + batch < len(payloads):
+            if changelog is not None:
+                changelog.update(txn.prepare())
             txn.commit(input_offset=offset + start + len(decoded))
             if inst.policy is not None:
                 inst.policy.batch_committed()
@@ -132,23 +150,30 @@ def test_lazy_and_full_decoding_store_the_same_light_curves_and_classify_the_sam
     assert {d[2] for d in full_decisions} == {"full"}
 
 
-def test_lazy_after_a_crash_and_restart_matches_the_full_decode(tmp_path):
+@pytest.mark.parametrize("store_history", [True, False])
+def test_lazy_after_a_crash_and_restart_matches_the_full_decode(tmp_path, store_history):
     """SIGKILL mid-batch: that batch's merges are never committed, the process restarts on the stored
-    file with a fresh policy (nothing tracked) and the batch is consumed again."""
+    file with a fresh policy and the batch is consumed again. With the policy state stored (version 2)
+    the restart decides exactly as an uninterrupted run; without it (version 1) it reads each history once."""
     payloads = stream("lsst", n_objects=4, n_points=40)
     full, _, _ = run(tmp_path, payloads, lazy=False, batch=10)
-    path = tmp_path / "store.sqlite"
-    crashed = Instance(path, lazy=True)
+    _, _, uninterrupted = run(tmp_path, payloads, lazy=True, batch=10)
+    path = tmp_path / f"store-{store_history}.sqlite"
+    crashed = Instance(path, lazy=True, store_history=store_history)
     crash_at = 60  # the batch starting here is merged, then lost
     run_batches(crashed, payloads[: crash_at + 10], batch=10, commit=False)
     crashed.store.close()  # uncommitted: never written, as after a SIGKILL
-    restarted = Instance(path, lazy=True)
+    restarted = Instance(path, lazy=True, store_history=store_history)
     assert restarted.part.input_offset == crash_at
     _, decisions, _ = run_batches(restarted, payloads[crash_at:], batch=10, offset=crash_at)
     reasons = [d[3] for d in decisions]
     oids = object_ids(payloads)
     assert stored(restarted, oids) == stored(full, oids)
-    assert reasons.count("untracked") == 4 and reasons.count("known") > len(reasons) / 2
+    assert reasons.count("known") > len(reasons) / 2 and "new_object" not in reasons
+    if store_history:
+        assert decisions == uninterrupted[crash_at:] and "untracked" not in reasons
+    else:
+        assert reasons.count("untracked") == 4
 
 
 def test_a_rolled_back_batch_is_decided_again_from_scratch(tmp_path):
@@ -168,25 +193,21 @@ def test_a_rolled_back_batch_is_decided_again_from_scratch(tmp_path):
         _, decisions, _ = run_batches(inst, gapped[30:], batch=5, offset=30)
         assert len(stored(inst, [oid])[oid][0]) == expected
         if forget:
-            assert stored(inst, [oid]) == stored(full, [oid]) and decisions[0][3] == "untracked"
+            # the stored policy state predates the gap: the re-consumed batch sees it again
+            assert stored(inst, [oid]) == stored(full, [oid]) and decisions[0][3] == "gap"
 
 
 def test_a_partition_restored_from_the_changelog_matches_the_full_decode(tmp_path):
     """The partition moves to another instance: it restores the first instance's changelog records into
-    a new file, starts with no policy state, reads each object's history once and then skips it."""
+    a new file and starts with no policy in memory; the policy state in the records lets it decide as
+    the first instance would have, reading no history again."""
     payloads = stream("lsst", n_objects=4, n_points=40)
     full, _, _ = run(tmp_path, payloads, lazy=False, batch=10)
+    _, _, uninterrupted = run(tmp_path, payloads, lazy=True, batch=10)
     first = Instance(tmp_path / "first.sqlite", lazy=True)
     changelog: dict[str, bytes | None] = {}
     moved_at = 80
-    for start in range(0, moved_at, 10):
-        alerts = [first.decode(p)[0] for p in payloads[start : start + 10]]
-        txn = first.part.begin()
-        for alert in alerts:
-            txn.merge(alert.object_id, alert.lightcurve)
-        changelog.update(txn.prepare())
-        txn.commit(input_offset=start + 10)
-        first.policy.batch_committed()
+    run_batches(first, payloads[:moved_at], batch=10, changelog=changelog)
     second = Instance(tmp_path / "second.sqlite", lazy=True)
     second.part.apply_changelog(changelog.items(), next_offset=len(changelog))
     second.forget()  # what the pipeline does on assignment
@@ -194,7 +215,8 @@ def test_a_partition_restored_from_the_changelog_matches_the_full_decode(tmp_pat
     oids = object_ids(payloads)
     assert stored(second, oids) == stored(full, oids)
     reasons = [d[3] for d in decisions]
-    assert reasons.count("untracked") == 4 and "new_object" not in reasons
+    assert decisions == uninterrupted[moved_at:]
+    assert "untracked" not in reasons and "new_object" not in reasons and "reconcile" in reasons
 
 
 def test_an_evicted_object_is_new_again_and_its_history_read(tmp_path):
@@ -237,9 +259,14 @@ def test_without_gap_detection_a_lazy_store_would_miss_those_points(tmp_path):
     assert len(stored(reconciled, [oid])[oid][0]) == 40
 
 
+def held_without_state(held: set[str]):
+    """A store lookup for objects held without policy state (version-1 states)."""
+    return lambda object_id: (None, None) if object_id in held else None
+
+
 def test_policy_reasons():
     held: set[str] = set()
-    policy = HistoryPolicy(held.__contains__, reconcile_every=3, max_tracked=2)
+    policy = HistoryPolicy(held_without_state(held), reconcile_every=3, max_tracked=2)
     assert policy("a", 1) and policy.last_reason == "new_object"
     held.add("a")
     assert not policy("a", 2) and policy.last_reason == "known"
@@ -256,12 +283,24 @@ def test_policy_reasons():
     policy.undo()  # that history never reached the store: the next alert is decided as this one was
     assert policy("a", 12) and policy.last_reason == "gap"
     with pytest.raises(ValueError):
-        HistoryPolicy(held.__contains__, reconcile_every=0)
+        HistoryPolicy(held_without_state(held), reconcile_every=0)
+
+
+def test_policy_continues_from_the_stored_state():
+    """A fresh policy (after a restart or a move) takes an object's schedule from its stored state."""
+    stored_states = {"a": (1, 10), "b": (None, None)}
+    policy = HistoryPolicy(stored_states.get, reconcile_every=3)
+    assert not policy("a", 11) and policy.last_reason == "known" and policy.tracked("a") == (2, 11)
+    assert policy("a", 12) and policy.last_reason == "reconcile" and policy.tracked("a") == (0, 12)
+    fresh = HistoryPolicy(stored_states.get, reconcile_every=3)
+    assert fresh("a", 13) and fresh.last_reason == "gap"  # stored last n_detections: 10
+    assert fresh("b", None) and fresh.last_reason == "untracked"
+    assert fresh("c", None) and fresh.last_reason == "new_object" and fresh.tracked("c") == (0, None)
 
 
 def test_an_object_read_earlier_in_the_batch_is_known_until_the_commit():
     held: set[str] = set()
-    policy = HistoryPolicy(held.__contains__, reconcile_every=50)
+    policy = HistoryPolicy(held_without_state(held), reconcile_every=50)
     assert policy("x", None) and policy.last_reason == "new_object"
     assert not policy("x", None)  # same batch, not merged yet: its history was just read
     assert policy("y", None)

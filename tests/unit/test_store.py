@@ -193,6 +193,47 @@ def test_state_codec_round_trips_and_rejects_other_versions():
         decode_state(b"garbage-bytes-here-and-more-more")
 
 
+def test_state_codec_carries_the_history_policy_state_and_still_reads_version_1():
+    obj, _ = StoredObject.empty().merge(lc([1.0, 2.0, 3.0]), 100)
+    back = decode_state(encode_state(obj.with_history(7, 123)))
+    assert (back.alerts_since_history, back.last_n_detections) == (7, 123)
+    merged, _ = back.merge(lc([4.0]), 100)  # a merge keeps it
+    assert (merged.alerts_since_history, merged.last_n_detections) == (7, 123)
+    unknown = decode_state(encode_state(obj.with_history(0, None)))
+    assert (unknown.alerts_since_history, unknown.last_n_detections) == (0, None)
+    # version 1: the same layout without the 8 history bytes after the fixed header
+    v2 = encode_state(obj.classified(3, 3.0).with_history(7, 123))
+    v1 = v2[:2] + bytes([1]) + v2[3:25] + v2[33:]  # the fixed header is 25 bytes
+    old = decode_state(v1)
+    assert (old.alerts_since_history, old.last_n_detections) == (None, None)
+    np.testing.assert_array_equal(old.mjd, obj.mjd)
+    assert (old.classified_n_points, old.bands) == (3, ("g",))
+
+
+def test_history_state_is_committed_with_the_batch(part):
+    assert part.history_state("a") is None
+    txn = part.begin()
+    txn.merge("a", lc([1.0]))
+    assert part.history_state("a") is None  # not committed yet
+    txn.set_history("a", (0, 5))
+    assert [k for k, _ in txn.prepare()] == ["a"]
+    txn.commit(input_offset=1)
+    txn = part.begin()
+    txn.merge("a", lc([1.0]))  # nothing new, only the policy state changes: still a changelog record
+    txn.set_history("a", (1, 6))
+    assert [k for k, _ in txn.prepare()] == ["a"]
+    txn.rollback()
+    assert part.history_state("a") == (0, 5)
+    txn = part.begin()
+    txn.merge("a", lc([1.0]))
+    txn.set_history("a", (0, 5))  # unchanged: a touch, no record
+    assert txn.prepare() == []
+    txn.commit(input_offset=2)
+    reopened = StorePartition(part.path, part.config)
+    assert reopened.history_state("a") == (0, 5)
+    reopened.close()
+
+
 def test_store_opens_one_file_per_partition(tmp_path):
     store = LightCurveStore(StoreConfig(path=str(tmp_path / "lc.sqlite")))
     p0, p1 = store.open("alerts", 0), store.open("alerts", 1)
