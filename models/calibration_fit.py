@@ -13,7 +13,7 @@ import torch
 from models.bundle import Bundle, resolve_device
 from models.calibration import SECTION, expected_calibration_error, fit_temperature, nll, softmax
 from models.itcn import window_tensors
-from models.train import batch_arrays
+from models.train import cut_batches
 from models.windows import Windows
 
 MAX_WINDOWS_PER_LENGTH = 4000
@@ -25,14 +25,8 @@ def cut_logits(
     model: torch.nn.Module, windows: Windows, length: int, rng, max_windows: int, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """(logits (n, K), window indices (n,)) of up to `max_windows` windows cut to `length` points."""
-    index = np.flatnonzero(np.asarray(windows.lengths) >= length)
-    if len(index) > max_windows:
-        index = np.sort(rng.choice(index, max_windows, replace=False))
-    parts = []
-    for start in range(0, len(index), 512):
-        x, aux = batch_arrays(windows, index[start : start + 512], length, rng)
-        xt, auxt = window_tensors(x, aux, device)
-        parts.append(model(xt, auxt).double().cpu().numpy())
+    index, batches = cut_batches(windows, length, rng, max_windows)
+    parts = [model(*window_tensors(x, aux, device)).double().cpu().numpy() for x, aux in batches]
     return (np.concatenate(parts) if parts else np.zeros((0, 0))), index
 
 

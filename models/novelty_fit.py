@@ -26,7 +26,7 @@ from models.bundle import Bundle, resolve_device
 from models.bundle_format import N_ENERGY_QUANTILES, EnergyRanks, length_groups
 from models.itcn import window_tensors
 from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, unit_rows
-from models.train import batch_arrays
+from models.train import cut_batches
 from models.windows import Windows
 
 MAX_CALIBRATION_WINDOWS = 4000  # per length
@@ -58,13 +58,8 @@ def cut_embeddings(
     model: torch.nn.Module, windows: Windows, length: int, rng, max_windows: int, device: str = "cpu"
 ) -> np.ndarray:
     """Embeddings of up to `max_windows` windows holding >= `length` points, each cut to `length` points."""
-    index = np.flatnonzero(np.asarray(windows.lengths) >= length)
-    if len(index) > max_windows:
-        index = np.sort(rng.choice(index, max_windows, replace=False))
-    parts = []
-    for start in range(0, len(index), 512):
-        x, aux = batch_arrays(windows, index[start : start + 512], length, rng)
-        parts.append(embed_arrays(model, x, aux, device))
+    _, batches = cut_batches(windows, length, rng, max_windows)
+    parts = [embed_arrays(model, x, aux, device) for x, aux in batches]
     return np.concatenate(parts) if parts else np.zeros((0, 0))
 
 

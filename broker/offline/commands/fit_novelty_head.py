@@ -15,12 +15,12 @@ import argparse
 from pathlib import Path
 
 from broker.errors import BundleError, ConfigError
-from broker.offline.archives.options import add_reader_arguments, reader_options
+from broker.offline.archives.options import add_reader_arguments
 from broker.offline.commands.train import (
     SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
-    load_dataset,
+    load_dataset_for,
     set_threads,
     split_ids,
 )
@@ -80,14 +80,7 @@ def main(args: argparse.Namespace) -> int:
 def _splits(args: argparse.Namespace, bundle) -> dict:
     """The bundle's train/val/test split of DATA's windows; stops when the train ids differ."""
     period_config, window_config = configs_from(bundle.period_search, bundle.window)
-    dataset = load_dataset(
-        args.data,
-        period_config,
-        window_config,
-        progress=not args.no_progress,
-        cache_dir=args.cache_dir,
-        options=reader_options(args),
-    )
+    dataset = load_dataset_for(args, period_config, window_config)
     recorded = bundle.metadata.get("data", {}).get("split", {})
     fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
     splits = dataset.only_classes(bundle.class_names).split(fractions, seed=recorded.get("seed", 0))

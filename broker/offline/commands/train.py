@@ -78,6 +78,18 @@ def load_labelled_objects(spec: str, options: dict | None = None):
     return objects
 
 
+def load_dataset_for(args: argparse.Namespace, period_config, window_config):
+    """`load_dataset` of a command's --data with its reader options, cache folder and progress flag."""
+    return load_dataset(
+        args.data,
+        period_config,
+        window_config,
+        progress=not args.no_progress,
+        cache_dir=args.cache_dir,
+        options=reader_options(args),
+    )
+
+
 def load_dataset(
     spec: str,
     period_config,
@@ -218,14 +230,7 @@ def main(args: argparse.Namespace) -> int:
     _, window_config = configs_from()
     period_config = period_config_named(args.period_settings)
     fmt, _ = parse_spec(args.data)
-    dataset = load_dataset(
-        args.data,
-        period_config,
-        window_config,
-        progress=not args.no_progress,
-        cache_dir=args.cache_dir,
-        options=reader_options(args),
-    )
+    dataset = load_dataset_for(args, period_config, window_config)
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
     config = TrainConfig(
