@@ -23,6 +23,7 @@ from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
 PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
+SIGNIFICANT = 0.1  # FAP up to which the alias-aware choice may replace the highest peak (the trigger's default)
 
 
 def search_periods(
@@ -54,6 +55,8 @@ def search_periods(
             done = pool.map(lambda s: _refined_choices(curves[s], grids[s], powers[s], config), parts)
             choices = [choice for part in done for choice in part]
 
+    if config.peak_choice == "harmonic":
+        choices = _significant_or_peak(curves, choices)
     results: list[PeriodResult] = []
     found = dict(zip(todo, choices, strict=True))
     fap = _faps(curves, [found[i][0] for i in todo])
@@ -62,7 +65,7 @@ def search_periods(
         if i not in found:
             results.append(PeriodResult(math.nan, 0.0, 1.0, 0, skip_reason))
             continue
-        choice, n_frequencies, peak = found[i]
+        choice, n_frequencies, (peak, _) = found[i]
         runner_up = 1.0 / choice.runner_up if math.isfinite(choice.runner_up) else math.nan
         fold = 1.0 / (peak if config.fold_on == "peak" else choice.frequency)
         results.append(
@@ -118,7 +121,7 @@ def _periodograms(
     return out
 
 
-def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int, float]]:
+def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tuple[Choice, int, tuple]]:
     """The first bundles' choice: the highest grid point; a capped grid is refined once around it on the
     native step (±1 coarse step) with the same engine. (choice, frequencies evaluated, peak frequency)."""
     capped = [k for k, p in enumerate(curves) if p.grid.df > p.native_df * (1 + 1e-9)]
@@ -145,7 +148,8 @@ def _legacy_choices(curves, grids, powers, config, engine, threads) -> list[tupl
             else math.nan
         )
         n_frequencies = p.grid.n + (local[k].n if k in fine else 0)
-        out.append((Choice(frequency, float(power[best]), runner), n_frequencies, frequency))
+        top = (frequency, float(power[best]))
+        out.append((Choice(*top, runner), n_frequencies, top))
     return out
 
 
@@ -165,9 +169,9 @@ def _local_maxima(power: np.ndarray) -> np.ndarray:
     return np.flatnonzero(left & right)
 
 
-def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, float]]:
+def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, tuple[float, float]]]:
     """Coarse peaks refined exactly on the native grid, then (harmonic) the alias-aware refit.
-    (choice, frequencies evaluated, frequency of the highest refined peak) per curve."""
+    (choice, frequencies evaluated, (frequency, power) of the highest refined peak) per curve."""
     out = []
     for p, grid, power in zip(curves, grids, powers, strict=True):
         bands = _bands(p)
@@ -187,7 +191,7 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, f
         peak_power = fine[np.arange(len(index)), best_in_peak]
         order = np.argsort(peak_power)[::-1]
         peak_freq, peak_power = peak_freq[order], peak_power[order]
-        peak = float(peak_freq[0])
+        peak = (float(peak_freq[0]), float(peak_power[0]))
         n_frequencies = grid.n + index.size
         if config.peak_choice == "max":
             other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
@@ -196,6 +200,23 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, f
             continue
         choice, n_fits = harmonic_choice(p, bands, peak_freq, config)
         out.append((choice, n_frequencies + n_fits, peak))
+    return out
+
+
+def _significant_or_peak(curves: list[Prepared], choices: list) -> list:
+    """The alias-aware choice replaces the highest peak only by a period at least as significant, or
+    significant (FAP <= SIGNIFICANT): on young, sparse curves a multi-harmonic refit can prefer a candidate
+    whose own peak is noise, and publishing it would mark a periodic object non-periodic. Otherwise the
+    highest peak is published, with the choice as its runner-up."""
+    peaks = [Choice(f, power, math.nan) for _, _, (f, power) in choices]
+    fap_chosen = _faps(curves, [c for c, _, _ in choices])
+    fap_peak = _faps(curves, peaks)
+    out = []
+    rows = zip(choices, peaks, fap_chosen, fap_peak, strict=True)
+    for (choice, n, peak), top, chosen_fap, peak_fap in rows:
+        if chosen_fap > max(peak_fap, SIGNIFICANT) and abs(choice.frequency / top.frequency - 1) > DIFFERENT:
+            choice = Choice(top.frequency, top.power, choice.frequency)
+        out.append((choice, n, peak))
     return out
 
 

@@ -56,6 +56,6 @@ def test_windows_of_an_object_are_averaged(runtime):
     (whole,) = classify_snapshots([Snapshot("o", lc)], runtime)
     from broker.folding import make_windows
 
-    w = make_windows(lc, whole.period.period_days, "o", None, runtime.window_config)
+    w = make_windows(lc, whole.period.fold_period_days, "o", None, runtime.window_config)
     per_window = runtime.classifier.predict(w).proba
     np.testing.assert_allclose(whole.classification.proba, per_window.mean(axis=0), rtol=1e-6)

@@ -37,6 +37,7 @@ N_CURVES = 16
 BUCKETS = (50, 100, 150, 200)
 PROBA_ATOL = 1e-5  # float32 networks in two runtimes: differences are ~1e-7
 ENERGY_RTOL = 1e-4
+ENERGY_ATOL = 1e-4  # nats: float32 log-sum-exp in two runtimes differs by ~5e-5 where an energy is near 0
 SCORE_ATOL = 1e-5  # k-NN distances of unit embeddings (0..2) from float32 embeddings
 
 
@@ -81,7 +82,7 @@ def test_engines_give_the_same_probabilities_and_energies(real_windows, bucket) 
         np.testing.assert_allclose(served.proba, reference.proba, rtol=0, atol=PROBA_ATOL)
         np.testing.assert_allclose(served.proba.sum(axis=1), 1.0, atol=1e-9)
         if reference.energy is not None:
-            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL, atol=ENERGY_ATOL)
         if reference.novelty_score is not None:
             np.testing.assert_allclose(served.novelty_score, reference.novelty_score, atol=SCORE_ATOL)
 
@@ -161,7 +162,7 @@ def test_export_of_a_new_bundle_serves_like_torch(tmp_path) -> None:
         reference, served = bundle.predict(windows), OnnxBundle(path).predict(windows)
         np.testing.assert_allclose(served.proba, reference.proba, atol=PROBA_ATOL)
         if reference.energy is not None:
-            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL)
+            np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL, atol=ENERGY_ATOL)
     served = OnnxBundle(clf_path).predict(windows).novelty_score
     np.testing.assert_allclose(served, classifier.predict(windows).novelty_score, atol=SCORE_ATOL)
     assert np.isfinite(served).all()

@@ -108,3 +108,38 @@ def test_min_cycles_is_validated_and_stays_out_of_legacy_fingerprints():
         PeriodSearchConfig(min_cycles=-1.0)
     assert "min_cycles" not in PeriodSearchConfig().fingerprint()
     assert PeriodSearchConfig.v2().fingerprint()["min_cycles"] == 3.0
+
+
+def test_a_young_curve_keeps_a_significant_highest_peak_over_an_insignificant_choice(
+    shared_data, monkeypatch
+):
+    """On young real curves (first 30-60 points of CRTS objects) the alias-aware choice may prefer, by BIC,
+    a candidate whose own peak is noise. It must never publish a period less significant than the highest
+    peak unless that period is significant itself (FAP <= 0.01): a periodic object would be called
+    non-periodic. Without the rule this happens on these curves (a real beta Lyrae at 60 points)."""
+    import broker.period.search as search
+    from tests.fixtures.crts_head import first_crts_objects
+
+    def cut(lc: LightCurve, n: int) -> LightCurve:
+        return LightCurve(lc.mjd[:n], lc.mag[:n], lc.magerr[:n], lc.band[:n])
+
+    objects = first_crts_objects(shared_data, 24, min_points=80)
+    young = [cut(o.lightcurve, n) for n in (30, 45, 60) for o in objects]
+    v2 = PeriodSearchConfig.v2()
+    peaks = search_periods(young, dataclasses.replace(v2, peak_choice="max"))
+    chosen = search_periods(young, v2)
+    monkeypatch.setattr(search, "_significant_or_peak", lambda curves, choices: choices)
+    unguarded = search_periods(young, v2)
+
+    def worse(c, p) -> bool:
+        return c.false_alarm_probability > max(search.SIGNIFICANT, p.false_alarm_probability) * (1 + 1e-9)
+
+    assert sum(worse(u, p) for u, p in zip(unguarded, peaks, strict=True)) >= 1
+    for c, u, p in zip(chosen, unguarded, peaks, strict=True):
+        assert not worse(c, p)
+        assert c.fold_period_days == pytest.approx(p.fold_period_days)  # windows fold alike either way
+        if worse(u, p):  # the highest peak is published, the choice kept as its runner-up
+            assert c.period_days == pytest.approx(p.period_days)
+            assert c.runner_up_period_days == pytest.approx(u.period_days)
+        else:
+            assert c.period_days == u.period_days
