@@ -23,7 +23,7 @@ from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
 PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
-SIGNIFICANT = 0.1  # FAP up to which the alias-aware choice may replace the highest peak (the trigger's default)
+SIGNIFICANT = 0.1  # FAP up to which the choice may replace the highest peak (the trigger's default cut)
 
 
 def search_periods(
