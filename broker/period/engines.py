@@ -35,6 +35,7 @@ PLAN_SIZES_PER_OCTAVE = 8  # reused plans: grid sizes rounded up to 2^(k/8), at 
 # float64, 1e-9). Against float64 at 1e-6 (the previous setting), v2's period_days and fold_period_days
 # stayed the same (1e-4 relative) for 12156 / 12163 objects: CRTS 5754 / 5757, the period bench's EROS-1
 # 2912 / 2912, OGLE F 582 / 582, sparse 2908 / 2912 (near-tied peaks; recovery 0.6497 -> 0.6501)
+# period_summary() pooled speedup vs plain nifty-ls: 2.35-2.48x (float64) -> 2.72-2.85x (float32)
 COARSE_DTYPE = np.complex64
 COARSE_EPS = 1e-5
 # free plans kept: at most this many modes in all (~80 bytes per mode: ~40 MB), least recently used
