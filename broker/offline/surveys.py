@@ -133,7 +133,7 @@ def macho_labelled_csv(folder: Path, out: Path) -> tuple[Path, int]:
 def summary_row(survey: Survey, metrics: dict) -> dict:
     """The per-survey numbers of one evaluate metrics.json (None where not defined)."""
     superclass = metrics.get("superclass", {})
-    novelty = metrics.get("novelty") or {}
+    novelty = metrics.get("novelty_head") or metrics.get("novelty") or {}  # the served score first
     periods = metrics.get("period_recovery") or {}
 
     super_novelty = superclass.get("novelty") or {}

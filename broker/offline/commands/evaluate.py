@@ -146,7 +146,8 @@ def main(args: argparse.Namespace) -> int:
 def superclass_report(windows, classifier, device: str, novelty=None) -> dict:
     """Metrics one level up models.taxonomy (class probabilities summed per superclass), on every object,
     so coarse or foreign labels (EROS-1 "cepheid", OGLE "Cep_F") are scored too; {"skipped": why} when a
-    label or a bundle class has no superclass. With a novelty bundle, "novelty" holds the same novelty
+    label or a bundle class has no superclass. With a served novelty score (the classifier's head, else the
+    novelty bundle), "novelty" holds the same novelty
     metrics with unseen = a superclass the bundle has no class of (RS_CVn): on a survey whose superclasses
     are all known, its known_flagged_fraction is the false-alarm rate there."""
     from dataclasses import replace
@@ -157,15 +158,20 @@ def superclass_report(windows, classifier, device: str, novelty=None) -> dict:
     missing = unmapped([*map(str, set(windows.labels)), *classifier.class_names])
     if missing:
         return {"skipped": f"labels {missing} have no superclass in models.taxonomy"}
-    proba = classifier.predict(windows, device).proba
-    scores = aggregate_by_object(windows.object_ids, proba, windows.labels)
+    prediction = classifier.predict(windows, device)
+    scores = aggregate_by_object(windows.object_ids, prediction.proba, windows.labels)
     section = superclass_metrics(scores.labels, scores.proba, list(classifier.class_names))
-    if novelty is not None:
-        labels = np.array([superclass_of(str(x)) for x in windows.labels], object)
-        energy = novelty.predict(windows, device).energy
-        section["novelty"], _, _ = novelty_section(
-            replace(windows, labels=labels), energy, novelty.energy_percentile, section["superclasses"]
-        )
+    # the served novelty score: the classifier's own head when it has one, else the novelty bundle
+    if getattr(classifier, "novelty_head", None) is not None:
+        score, percentile_of = prediction.novelty_score, classifier.novelty_percentile
+    elif novelty is not None:
+        score, percentile_of = novelty.predict(windows, device).energy, novelty.energy_percentile
+    else:
+        return section
+    labels = np.array([superclass_of(str(x)) for x in windows.labels], object)
+    section["novelty"], _, _ = novelty_section(
+        replace(windows, labels=labels), score, percentile_of, section["superclasses"]
+    )
     return section
 
 
