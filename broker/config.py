@@ -98,8 +98,9 @@ class PeriodConfig:
 
     engine: str = "auto"  # auto | nifty-ls | astropy | astropy-fast | cuda (auto: cuda, else nifty-ls)
     # threads over a batch of light curves (nifty-ls releases the GIL): a count, or "auto" = the cores this
-    # process may use (os.sched_getaffinity), at most MAX_AUTO_PERIOD_THREADS
-    threads: int | str = 1
+    # process may use (os.sched_getaffinity), at most MAX_AUTO_PERIOD_THREADS (default: measured +31% ZTF,
+    # +46% LSST alerts/s on 2 idle cores; no loss with busy ones)
+    threads: int | str = "auto"
 
     def thread_count(self) -> int:
         """`threads` resolved to a count."""
