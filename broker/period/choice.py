@@ -130,13 +130,7 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
 def significant(p: Prepared, power: float) -> bool:
     """Whether a peak of this power has a Baluev false-alarm probability below SIGNIFICANT on the searched
     grid (the probability the published result carries)."""
-    fap = harmonic.false_alarm_probability(
-        [power],
-        [p.grid.fmax],
-        [len(p.t)],
-        [harmonic.weighted_time_variance(p.t, p.dy)],
-    )
-    return bool(fap[0] < SIGNIFICANT)
+    return bool(harmonic.peak_false_alarm_probability([p], [power])[0] < SIGNIFICANT)
 
 
 def alias_seeds(peaks: np.ndarray) -> np.ndarray:

@@ -9,9 +9,14 @@ only ever called on tens to hundreds of frequencies.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import gammaln
+
+if TYPE_CHECKING:
+    from broker.period.grid import Prepared
 
 _MAX_ELEMENTS = 2_000_000  # design-matrix entries per chunk: bounded memory for long light curves
 
@@ -117,13 +122,10 @@ def power_on_steps(bands: list[Band], starts: np.ndarray, df: float, n_steps: in
     regular runs (refining peaks on the native grid), one exp per run and point, then complex products."""
     starts = np.asarray(starts, dtype=np.float64)
     t, columns, chi2_0 = _stacked(bands)
-    shift = _phasors(np.array([df]), t)[0]  # (N,)
-    steps = np.cumprod(np.broadcast_to(shift, (n_steps, len(t))), axis=0) / shift  # shift^0..n-1
     out = np.empty((len(starts), n_steps))
     chunk = max(1, _MAX_ELEMENTS // max(len(t) * n_steps, 1))
     for at in range(0, len(starts), chunk):
-        z0 = _phasors(starts[at : at + chunk], t)  # (k, N)
-        z = (z0[:, None, :] * steps[None, :, :]).reshape(-1, len(t))
+        z = _run_phasors(starts[at : at + chunk], df, n_steps, t)
         out[at : at + chunk] = _power_of(z, columns).reshape(-1, n_steps)
     return out / chi2_0
 
@@ -132,9 +134,12 @@ def _phasors(freqs: np.ndarray, t: np.ndarray) -> np.ndarray:
     """(m, N) complex exp(2πi f t). Frequencies in regular runs (a polish or refinement grid) take one
     cos and sin per run start and per step, the rest by complex products; others a cos and sin each."""
     runs = _regular_runs(freqs)
-    if runs is None:
-        return _direct_phasors(freqs, t)
-    starts, step, length = runs
+    return _direct_phasors(freqs, t) if runs is None else _run_phasors(*runs, t)
+
+
+def _run_phasors(starts: np.ndarray, step: float, length: int, t: np.ndarray) -> np.ndarray:
+    """(k·length, N) exp(2πi f t) at starts[i] + step·j, j < length: a cos and sin per start and per step,
+    the grid by complex products."""
     first, shifts = _direct_phasors(starts, t), _direct_phasors(step * np.arange(length), t)
     return (first[:, None, :] * shifts[None, :, :]).reshape(-1, len(t))
 
@@ -229,6 +234,19 @@ def false_alarm_probability(
     w = np.asarray(fmax) * np.sqrt(4 * np.pi * np.asarray(t_variance))
     tau = _gamma(n - 1) * w * (1 - z) ** (0.5 * (n - 4)) * np.sqrt(0.5 * (n - 1) * z)
     return np.clip(-np.expm1(-tau) + fap_single * np.exp(-tau), 0.0, 1.0)
+
+
+def peak_false_alarm_probability(curves: Sequence[Prepared], powers: Sequence[float]) -> np.ndarray:
+    """(k,) Baluev FAP of one peak power per prepared curve: its searched grid's highest frequency, all its
+    points (the probability a published period carries)."""
+    if not len(curves):
+        return np.empty(0)
+    return false_alarm_probability(
+        powers,
+        [p.grid.fmax for p in curves],
+        [len(p.t) for p in curves],
+        [weighted_time_variance(p.t, p.dy) for p in curves],
+    )
 
 
 def weighted_time_variance(t: np.ndarray, dy: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
 PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
-SIGNIFICANT = 0.1  # FAP up to which the choice may replace the highest peak (the trigger's default cut)
+MAX_CHOICE_FAP = 0.1  # FAP up to which the choice may replace the highest peak (the trigger's default cut)
 
 
 def search_periods(
@@ -55,11 +55,11 @@ def search_periods(
             done = pool.map(lambda s: _refined_choices(curves[s], grids[s], powers[s], config), parts)
             choices = [choice for part in done for choice in part]
 
+    fap = harmonic.peak_false_alarm_probability(curves, [choice.power for choice, _, _ in choices])
     if config.peak_choice == "harmonic":
-        choices = _significant_or_peak(curves, choices)
+        choices, fap = _significant_or_peak(curves, choices, fap)
     results: list[PeriodResult] = []
     found = dict(zip(todo, choices, strict=True))
-    fap = _faps(curves, [found[i][0] for i in todo])
     fap_of = dict(zip(todo, fap, strict=True))
     for i, (_, skip_reason) in enumerate(prepared):
         if i not in found:
@@ -196,37 +196,26 @@ def _refined_choices(curves, grids, powers, config) -> list[tuple[Choice, int, t
         if config.peak_choice == "max":
             other = np.abs(peak_freq / peak_freq[0] - 1) > DIFFERENT
             runner = float(peak_freq[other][0]) if other.any() else math.nan
-            out.append((Choice(float(peak_freq[0]), float(peak_power[0]), runner), n_frequencies, peak))
+            out.append((Choice(*peak, runner), n_frequencies, peak))
             continue
         choice, n_fits = harmonic_choice(p, bands, peak_freq, config)
         out.append((choice, n_frequencies + n_fits, peak))
     return out
 
 
-def _significant_or_peak(curves: list[Prepared], choices: list) -> list:
+def _significant_or_peak(curves: list[Prepared], choices: list, fap: np.ndarray) -> tuple[list, np.ndarray]:
     """The alias-aware choice replaces the highest peak only by a period at least as significant, or
-    significant (FAP <= SIGNIFICANT): on young, sparse curves a multi-harmonic refit can prefer a candidate
-    whose own peak is noise, and publishing it would mark a periodic object non-periodic. Otherwise the
-    highest peak is published, with the choice as its runner-up."""
-    peaks = [Choice(f, power, math.nan) for _, _, (f, power) in choices]
-    fap_chosen = _faps(curves, [c for c, _, _ in choices])
-    fap_peak = _faps(curves, peaks)
-    out = []
-    rows = zip(choices, peaks, fap_chosen, fap_peak, strict=True)
-    for (choice, n, peak), top, chosen_fap, peak_fap in rows:
-        if chosen_fap > max(peak_fap, SIGNIFICANT) and abs(choice.frequency / top.frequency - 1) > DIFFERENT:
-            choice = Choice(top.frequency, top.power, choice.frequency)
-        out.append((choice, n, peak))
-    return out
-
-
-def _faps(curves: list[Prepared], choices: list[Choice]) -> np.ndarray:
-    """Baluev FAPs of every chosen peak at once (grid's highest frequency, all points of the curve)."""
-    if not curves:
-        return np.empty(0)
-    return harmonic.false_alarm_probability(
-        [c.power for c in choices],
-        [p.grid.fmax for p in curves],
-        [len(p.t) for p in curves],
-        [harmonic.weighted_time_variance(p.t, p.dy) for p in curves],
-    )
+    significant (FAP <= MAX_CHOICE_FAP): on young, sparse curves a multi-harmonic refit can prefer a
+    candidate whose own peak is noise, and publishing it would mark a periodic object non-periodic.
+    Otherwise the highest peak is published, with the choice as its runner-up. fap: the choices' FAPs;
+    returns the choices and their FAPs after the rule."""
+    peak_fap = harmonic.peak_false_alarm_probability(curves, [power for _, _, (_, power) in choices])
+    out, out_fap = [], fap.copy()
+    for k, (choice, n, (frequency, power)) in enumerate(choices):
+        replace = (
+            fap[k] > max(peak_fap[k], MAX_CHOICE_FAP) and abs(choice.frequency / frequency - 1) > DIFFERENT
+        )
+        if replace:
+            choice, out_fap[k] = Choice(frequency, power, choice.frequency), peak_fap[k]
+        out.append((choice, n, (frequency, power)))
+    return out, out_fap

@@ -128,11 +128,11 @@ def test_a_young_curve_keeps_a_significant_highest_peak_over_an_insignificant_ch
     v2 = PeriodSearchConfig.v2()
     peaks = search_periods(young, dataclasses.replace(v2, peak_choice="max"))
     chosen = search_periods(young, v2)
-    monkeypatch.setattr(search, "_significant_or_peak", lambda curves, choices: choices)
+    monkeypatch.setattr(search, "_significant_or_peak", lambda curves, choices, fap: (choices, fap))
     unguarded = search_periods(young, v2)
 
     def worse(c, p) -> bool:
-        return c.false_alarm_probability > max(search.SIGNIFICANT, p.false_alarm_probability) * (1 + 1e-9)
+        return c.false_alarm_probability > max(search.MAX_CHOICE_FAP, p.false_alarm_probability) * (1 + 1e-9)
 
     assert sum(worse(u, p) for u, p in zip(unguarded, peaks, strict=True)) >= 1
     for c, u, p in zip(chosen, unguarded, peaks, strict=True):
