@@ -27,10 +27,10 @@ import numpy as np
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments, reader_options
 from broker.offline.commands.train import (
-    SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
     load_dataset,
+    recorded_splits,
     set_threads,
 )
 
@@ -75,10 +75,8 @@ def load_bundles(bundle_path, novelty_arg):
 
 
 def restrict_to_split(dataset, classifier, split: str):
-    """That by-object split of the classifier's classes (the bundle's split seed) + all other objects."""
-    seed = classifier.metadata.get("data", {}).get("split", {}).get("seed", 0)
-    known = dataset.only_classes(classifier.class_names)
-    part = known.split(SPLIT_FRACTIONS, seed=seed)[split]
+    """That by-object split of the classifier's classes (as recorded in the bundle) + all other objects."""
+    part = recorded_splits(dataset, classifier)[split]
     others = set(dataset.objects["label"]) - set(classifier.class_names)
     unseen = dataset.only_classes(others)
     return part, unseen

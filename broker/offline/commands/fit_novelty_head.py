@@ -17,10 +17,10 @@ from pathlib import Path
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments
 from broker.offline.commands.train import (
-    SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
     load_dataset_for,
+    recorded_splits,
     set_threads,
     split_ids,
 )
@@ -82,8 +82,7 @@ def _splits(args: argparse.Namespace, bundle) -> dict:
     period_config, window_config = configs_from(bundle.period_search, bundle.window)
     dataset = load_dataset_for(args, period_config, window_config)
     recorded = bundle.metadata.get("data", {}).get("split", {})
-    fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
-    splits = dataset.only_classes(bundle.class_names).split(fractions, seed=recorded.get("seed", 0))
+    splits = recorded_splits(dataset, bundle)
     ids = split_ids(splits)
     if recorded.get("train_ids") is not None and ids["train_ids"] != sorted(map(str, recorded["train_ids"])):
         raise ConfigError(

@@ -164,6 +164,14 @@ class _Record:
     label: str
 
 
+def recorded_splits(dataset, bundle) -> dict:
+    """The by-object train/val/test split of `dataset`'s objects of the bundle's classes, with the fractions
+    and seed recorded in the bundle (today's defaults for bundles that lack them)."""
+    recorded = bundle.metadata.get("data", {}).get("split", {})
+    fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
+    return dataset.only_classes(bundle.class_names).split(fractions, seed=recorded.get("seed", 0))
+
+
 def split_ids(splits: dict) -> dict[str, list[str]]:
     """{"train_ids", "val_ids", "test_ids"}: sorted archive ids of each split (objects with windows), so
     a user's data can be checked against what the bundle was trained and tuned on."""
