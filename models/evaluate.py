@@ -359,13 +359,8 @@ def calibration_section(windows: Windows, proba: np.ndarray, class_names: Sequen
     after = aggregate_by_object(windows.object_ids, proba, windows.labels)
     lookup = {name: i for i, name in enumerate(class_names)}
     y = np.array([lookup[str(label)] for label in after.labels], int)
-    longest: dict = {}
-    for object_id, length in zip(windows.object_ids, lengths, strict=True):
-        longest[object_id] = max(int(length), longest.get(object_id, 0))
     buckets = np.array(CALIBRATION_BUCKETS)
-    object_bucket = np.array(
-        [buckets[buckets <= longest[o]].max(initial=buckets[0]) for o in after.object_ids]
-    )
+    object_bucket = length_buckets(longest_windows(windows, after.object_ids))
 
     def measures(mask: np.ndarray) -> dict:
         out = {"n_objects": int(mask.sum())}
@@ -390,6 +385,20 @@ def calibration_section(windows: Windows, proba: np.ndarray, class_names: Sequen
 CALIBRATION_BUCKETS = (50, 100, 150, 200)
 
 
+def longest_windows(windows: Windows, object_ids) -> np.ndarray:
+    """(m,) the longest window length [points] of each of `object_ids` (the length an object is ranked at)."""
+    longest: dict = {}
+    for object_id, length in zip(windows.object_ids, windows.lengths, strict=True):
+        longest[object_id] = max(int(length), longest.get(object_id, 0))
+    return np.array([longest[o] for o in object_ids], int)
+
+
+def length_buckets(lengths: np.ndarray) -> np.ndarray:
+    """Each length floored to a CALIBRATION_BUCKETS bucket (the shortest bucket below it)."""
+    buckets = np.array(CALIBRATION_BUCKETS)
+    return np.array([buckets[buckets <= n].max(initial=buckets[0]) for n in lengths], int)
+
+
 def novelty_section(
     windows: Windows,
     window_scores: np.ndarray,
@@ -409,10 +418,7 @@ def novelty_section(
         windows.object_ids, np.zeros((len(windows), 1)), windows.labels, window_scores
     )
     is_unseen = ~np.isin(scores.labels.astype(str), list(class_names))
-    longest: dict = {}
-    for object_id, length in zip(windows.object_ids, windows.lengths, strict=True):
-        longest[object_id] = max(int(length), longest.get(object_id, 0))
-    lengths = np.array([longest[o] for o in scores.object_ids])
+    lengths = longest_windows(windows, scores.object_ids)
     percentile = percentile_of(scores.energy, lengths)
     section = {
         "n_seen": int((~is_unseen).sum()),
@@ -427,7 +433,7 @@ def novelty_section(
             section[level]["known_flagged_fraction"] = float(flagged[~is_unseen].mean())
     if section["n_seen"]:  # where the known objects flagged come from: young objects, or all lengths
         buckets = np.array(CALIBRATION_BUCKETS)
-        bucket = np.array([buckets[buckets <= n].max(initial=buckets[0]) for n in lengths])
+        bucket = length_buckets(lengths)
         known_p95 = (percentile > PERCENTILE_THRESHOLDS["p95"])[~is_unseen]
         section["p95"]["known_flagged_by_length"] = {
             str(b): {"n_seen": int(mask.sum()), "fraction": float(known_p95[mask].mean())}
