@@ -13,7 +13,7 @@ import torch
 from models.bundle import Bundle, resolve_device
 from models.calibration import SECTION, expected_calibration_error, fit_temperature, nll, softmax
 from models.itcn import window_tensors
-from models.train import cut_batches
+from models.train import cut_batches, cut_lengths
 from models.windows import Windows
 
 MAX_WINDOWS_PER_LENGTH = 4000
@@ -52,8 +52,7 @@ def fit_temperatures(
     model = bundle.model.to(target).eval()
     rng = np.random.default_rng(seed)
     by_length, per_length = {}, {}
-    window = bundle.window
-    for length in sorted({int(b) for b in [*window.get("buckets", []), window.get("length", 200)]}):
+    for length in cut_lengths(bundle.window):
         logits, index = cut_logits(model, calibration, length, rng, MAX_WINDOWS_PER_LENGTH, target)
         if len(index) < MIN_WINDOWS_PER_LENGTH:
             continue

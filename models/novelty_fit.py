@@ -24,9 +24,10 @@ from sklearn.metrics import roc_auc_score
 
 from models.bundle import Bundle, resolve_device
 from models.bundle_format import N_ENERGY_QUANTILES, EnergyRanks, length_groups
+from models.evaluate import longest_windows
 from models.itcn import window_tensors
 from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, unit_rows
-from models.train import cut_batches
+from models.train import cut_batches, cut_lengths
 from models.windows import Windows
 
 MAX_CALIBRATION_WINDOWS = 4000  # per length
@@ -90,7 +91,7 @@ def fit_knn_head(
     bank = unit_rows(embed_windows(model, train, target))
     calibration_units = unit_rows(embed_windows(model, calibration, target))
     cuts = {}
-    for length in _buckets(bundle):
+    for length in cut_lengths(bundle.window):
         cut = cut_embeddings(model, calibration, length, rng, MAX_CALIBRATION_WINDOWS, target)
         if len(cut):
             cuts[length] = cut
@@ -213,8 +214,7 @@ def _known_flagged(bank, calibration_units, calibration: Windows, cuts: dict, ks
     window_scores = kth_distances(calibration_units, bank, ks)
     cut_scores = {length: kth_distances(unit_rows(cut), bank, ks) for length, cut in cuts.items()}
     ids, group = np.unique(np.asarray(calibration.object_ids), return_inverse=True)
-    longest = np.zeros(len(ids), int)
-    np.maximum.at(longest, group, np.asarray(calibration.lengths, int))
+    longest = longest_windows(calibration, ids)
     out = np.zeros(len(ks))
     for col in range(len(ks)):
         whole = window_scores[:, col]
@@ -223,8 +223,3 @@ def _known_flagged(bank, calibration_units, calibration: Windows, cuts: dict, ks
         means = np.bincount(group, whole) / np.bincount(group)
         out[col] = np.mean(ranks.percentile(means, longest) > 95.0)
     return out
-
-
-def _buckets(bundle: Bundle) -> Sequence[int]:
-    window = bundle.window
-    return sorted({int(b) for b in [*window.get("buckets", []), window.get("length", 200)]})

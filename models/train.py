@@ -199,6 +199,11 @@ def batch_arrays(windows: Windows, index: np.ndarray, target: int, rng) -> tuple
     return x, aux
 
 
+def cut_lengths(window: dict) -> list[int]:
+    """The window lengths a bundle's windows are cut to (its buckets and its full length), ascending."""
+    return sorted({int(b) for b in [*window.get("buckets", []), window.get("length", 200)]})
+
+
 def cut_batches(
     windows: Windows, length: int, rng, max_windows: int, batch: int = 512
 ) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, np.ndarray]]]:
