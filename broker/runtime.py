@@ -161,7 +161,8 @@ class InferenceRuntime:
         # On an accelerator, batches are padded to a few fixed sizes so each shape is planned once.
         self.pad_batches = self.device.startswith("cuda")
         try:
-            loaded = [self._load(path) for path in paths]
+            # the classifier's head is loaded only where it answers: otherwise it would score every window
+            loaded = [self._load(path, with_novelty_head=self.uses_head) for path in paths]
         except BundleFormatError as err:
             raise BundleError(str(err)) from err
         self.classifier = loaded[0]
@@ -184,19 +185,20 @@ class InferenceRuntime:
         self.window_config: WindowConfig = _config_from(WindowConfig, self.classifier.window, "window")
         log.info("models loaded: %s on %s with the %s engine", self.info, self.device, self.engine)
 
-    def _load(self, path: Path):
+    def _load(self, path: Path, with_novelty_head: bool):
         """A bundle served by the chosen engine; it stays resident on the device between batches."""
         if self.engine == "onnx":
             from models.onnx_serving import OnnxBundle
 
-            return OnnxBundle(path, device=self.device, threads=self.config.torch_threads)
+            threads = self.config.torch_threads
+            return OnnxBundle(path, device=self.device, threads=threads, with_novelty_head=with_novelty_head)
         import torch
 
         from models.bundle import load_bundle
 
         if self.config.torch_threads > 0:
             torch.set_num_threads(self.config.torch_threads)
-        return load_bundle(path)
+        return load_bundle(path, with_novelty_head=with_novelty_head)
 
     @property
     def class_names(self) -> list[str]:

@@ -84,7 +84,10 @@ class MixtureEnergy:
 class OnnxBundle:
     """A bundle served by ONNX Runtime; the same attributes and `predict` as `models.bundle.Bundle`."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(
+        self, path: str | Path, device: str = "cpu", threads: int = 0, with_novelty_head: bool = True
+    ) -> None:
+        """with_novelty_head=False leaves a classifier's novelty head unloaded (not scored): load_bundle's."""
         import onnxruntime
 
         path = Path(path)
@@ -104,7 +107,7 @@ class OnnxBundle:
         self.metadata = dict(document["metadata"])
         self.device = device
         self._ranks = energy_ranks(document, path)
-        self.novelty_head = load_head(path, document)
+        self.novelty_head = load_head(path, document) if with_novelty_head else None
         self.temperature = table_from_metadata(self.metadata) if self.kind == "classifier" else None
         options = onnxruntime.SessionOptions()
         if threads > 0:

@@ -92,3 +92,21 @@ def test_head_round_trips_through_the_bundle_and_refuses_other_weights(tmp_path)
     document = json.loads((clf_path / METADATA_FILE).read_text())
     with pytest.raises(BundleFormatError, match="varstream fit-novelty-head"):
         load_head(clf_path, document)
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+@pytest.mark.parametrize("novelty_bundle", ["", "none", "models/bundles/crts-aegmm"])
+def test_the_runtime_loads_the_head_only_where_it_answers(engine, novelty_bundle) -> None:
+    """The shipped classifier's head answers novelty by default; with novelty off or the AE-GMM named, it is
+    not loaded, so it scores no window on the hot path."""
+    from broker.config import InferenceConfig
+    from broker.runtime import InferenceRuntime
+
+    runtime = InferenceRuntime(InferenceConfig(novelty_bundle=novelty_bundle, engine=engine))
+    default = novelty_bundle == ""
+    assert runtime.uses_head is default
+    assert (runtime.classifier.novelty_head is not None) is default
+    if default:
+        assert runtime.novelty is runtime.classifier.novelty_head
+    else:  # the AE-GMM bundle when named, nothing when novelty is off
+        assert (runtime.novelty is not None) is (novelty_bundle != "none")
