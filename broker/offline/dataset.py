@@ -33,7 +33,7 @@ from models.windows import Windows
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: coarse-to-fine searches nominate peaks with the classical periodogram
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "windows"
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CRTS_ARCHIVE = SHARED_DATA / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz"

@@ -22,7 +22,8 @@ from broker.period.grid import FrequencyGrid, Prepared, Series, prepare
 from broker.period.settings import PeriodResult, PeriodSearchConfig
 from models.lightcurve import LightCurve
 
-PEAKS_PER_CANDIDATE = 4  # coarse peaks refined per harmonic candidate (coarse-to-fine)
+PEAKS_PER_CANDIDATE = 8  # coarse peaks refined per harmonic candidate (coarse-to-fine; 4 before the
+# nominating pass became the classical periodogram: see engines.nominating_periodogram)
 MAX_CHOICE_FAP = 0.1  # FAP up to which the choice may replace the highest peak (the trigger's default cut)
 
 
@@ -109,7 +110,7 @@ def _periodograms(
         per_curve = [[Series(p.t, p.y_centred, p.dy, g)] for p, g in zip(curves, grids, strict=True)]
     else:
         per_curve = [p.band_series(g) for p, g in zip(curves, grids, strict=True)]
-    flat = run_engine(engine, [s for series in per_curve for s in series], threads, reuse_plans=centred)
+    flat = run_engine(engine, [s for series in per_curve for s in series], threads, nominate=centred)
     out, at = [], 0
     for series in per_curve:
         band_powers, at = flat[at : at + len(series)], at + len(series)
@@ -207,15 +208,16 @@ def _significant_or_peak(curves: list[Prepared], choices: list, fap: np.ndarray)
     """The alias-aware choice replaces the highest peak only by a period at least as significant, or
     significant (FAP <= MAX_CHOICE_FAP): on young, sparse curves a multi-harmonic refit can prefer a
     candidate whose own peak is noise, and publishing it would mark a periodic object non-periodic.
-    Otherwise the highest peak is published, with the choice as its runner-up. fap: the choices' FAPs;
+    Otherwise the highest peak is published, with the choice as its runner-up (when it is more than
+    DIFFERENT away; a weaker neighbour of the peak keeps the choice's own runner-up). fap: the choices' FAPs;
     returns the choices and their FAPs after the rule."""
     peak_fap = harmonic.peak_false_alarm_probability(curves, [power for _, _, (_, power) in choices])
     out, out_fap = [], fap.copy()
     for k, (choice, n, (frequency, power)) in enumerate(choices):
-        replace = (
-            fap[k] > max(peak_fap[k], MAX_CHOICE_FAP) and abs(choice.frequency / frequency - 1) > DIFFERENT
-        )
-        if replace:
-            choice, out_fap[k] = Choice(frequency, power, choice.frequency), peak_fap[k]
+        if fap[k] > max(peak_fap[k], MAX_CHOICE_FAP):
+            # a choice within DIFFERENT of the peak (a neighbouring, weaker local maximum) is no runner-up
+            other = abs(choice.frequency / frequency - 1) > DIFFERENT
+            choice = Choice(frequency, power, choice.frequency if other else choice.runner_up)
+            out_fap[k] = peak_fap[k]
         out.append((choice, n, (frequency, power)))
     return out, out_fap

@@ -143,33 +143,42 @@ def test_multi_harmonic_chi2_is_the_least_squares_fit_on_irregular_and_regular_f
         np.testing.assert_allclose(power(bands, runs), 1 - reference / chi2_0, atol=1e-9)
 
 
-def test_reused_plans_give_nifty_ls_powers_and_stay_bounded():
+def _schuster(s: Series) -> np.ndarray:
+    """The classical periodogram by direct sums: 2·|sum w y0 e^{2πift}|² / sum w y0², w normalised."""
+    w = s.dy**-2.0 / np.sum(s.dy**-2.0)
+    y0 = s.y - np.sum(w * s.y)
+    transform = np.exp(2j * np.pi * np.multiply.outer(s.grid.frequencies(), s.t)) @ (w * y0)
+    return 2 * np.abs(transform) ** 2 / np.sum(w * y0**2)
+
+
+def test_nominating_periodogram_is_the_classical_periodogram_on_kept_bounded_plans():
     from broker.period import engines
 
     pytest.importorskip("nifty_ls")
     rng = np.random.default_rng(5)
     batch = []
     for n_freq in (3_000, 3_100, 17_777, 40_000, 3_050, *range(50_000, 62_000, 1_000)):
-        t = np.sort(rng.uniform(0, 2000, 200))
+        t = 53_500 + np.sort(rng.uniform(0, 2000, 200))  # MJD-like times: phases reduced mod 2π
         y = 15 + 0.2 * np.sin(2 * np.pi * t / rng.uniform(0.1, 30)) + rng.normal(0, 0.05, 200)
-        batch.append(Series(t, y, np.full(200, 0.05), FrequencyGrid(1 / 2000, 25.0 / n_freq, n_freq)))
-    reused = engines.nifty_ls_reused_plans(batch)
-    assert [len(p) for p in reused] == [s.grid.n for s in batch]
-    for got, expected in zip(reused, engines.run_engine("nifty-ls", batch), strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-2)  # float32 transform (COARSE_DTYPE)
-        assert np.argmax(got) == np.argmax(expected)
+        dy = rng.uniform(0.03, 0.1, 200)
+        batch.append(Series(t, y, dy, FrequencyGrid(1 / 2000, 25.0 / n_freq, n_freq)))
+    nominated = engines.nominating_periodogram(batch)
+    assert [len(p) for p in nominated] == [s.grid.n for s in batch]
+    for got, s in list(zip(nominated, batch, strict=True))[:5]:  # direct sums: a few grids are enough
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, _schuster(s), atol=5e-3)  # float32 transform (COARSE_DTYPE)
     kept = sum(n * len(free) for n, free in engines._free_plans.items())
     assert 0 < kept <= engines._PLAN_MODES_KEPT  # kept across calls, least recently used sizes out
-    threaded = run_engine("nifty-ls", batch, threads=2, reuse_plans=True)
-    for got, expected in zip(threaded, reused, strict=True):
+    threaded = run_engine("nifty-ls", batch, threads=2, nominate=True)
+    for got, expected in zip(threaded, nominated, strict=True):
         np.testing.assert_array_equal(got, expected)
 
 
-def test_reused_plans_nominate_the_same_top_peaks_as_float64_nifty_ls():
-    """The coarse pass's precision (COARSE_DTYPE, COARSE_EPS) only has to nominate the same peaks: the
-    20 highest local maxima (what coarse-to-fine refines) agree with float64 nifty-ls on varied curves:
-    sinusoids and eclipsing binaries, few and many points, short and CRTS-like baselines (~3000 d,
-    MJD ~ 53500), grids of 1e3 to 1e5 frequencies."""
+def test_nominated_peaks_hold_the_lomb_scargle_peak():
+    """The nominating pass only has to put Lomb-Scargle's highest peak among the peaks coarse-to-fine
+    refines (PEAKS_PER_CANDIDATE x candidates): on varied curves (sinusoids and eclipsing binaries, few and
+    many points, short and CRTS-like baselines, grids of 1e3 to 1e5 frequencies) it is among the 20
+    highest nominated local maxima, within one grid step."""
     from broker.period import engines
     from broker.period.search import _local_maxima
 
@@ -187,13 +196,8 @@ def test_reused_plans_nominate_the_same_top_peaks_as_float64_nifty_ls():
         dy = rng.uniform(0.02, 0.2, n_points)
         y = 15 + signal + rng.normal(0, dy)
         batch.append(Series(t, y, dy, FrequencyGrid(1 / baseline, 10.0 / n_freq, n_freq)))
-    reused = engines.nifty_ls_reused_plans(batch)
-    for got, expected in zip(reused, run_engine("nifty-ls", batch), strict=True):
-        assert got.dtype == np.float64
-        np.testing.assert_allclose(got, expected, atol=1e-2)
-        top = []
-        for powers in (got, expected):
-            peaks = _local_maxima(powers)
-            top.append(set(peaks[np.argsort(powers[peaks])[-20:]]))
-        assert len(top[0] & top[1]) >= 19  # at most the 20th and 21st swap places
-        assert np.argmax(got) == np.argmax(expected)
+    nominated = engines.nominating_periodogram(batch)
+    for got, expected in zip(nominated, run_engine("nifty-ls", batch), strict=True):
+        peaks = _local_maxima(got)
+        top = peaks[np.argsort(got[peaks])[-20:]]
+        assert np.min(np.abs(top - np.argmax(expected))) <= 1
