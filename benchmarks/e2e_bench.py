@@ -39,7 +39,7 @@ Settings = dict[str, dict]  # {section: {key: value}} on top of the shipped defa
 
 
 def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None, duration_s=None) -> int:
-    sink = KafkaSink(kafka.bootstrap_servers, topic)
+    sink = KafkaSink(kafka.bootstrap_servers, topic).connect()  # connected before the first alert's stamp
     try:
         return stream.send(sink, payloads, rate, duration_s)
     finally:

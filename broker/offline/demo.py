@@ -125,7 +125,7 @@ def run_demo(options: DemoOptions) -> dict:
         plugin = start_plugin(config_path, out / "plugin.log")
         try:
             wait_until_consuming(kafka.bootstrap_servers, DEMO_GROUP, plugin)
-            sink = KafkaSink(kafka.bootstrap_servers, topics["input"])
+            sink = KafkaSink(kafka.bootstrap_servers, topics["input"]).connect()
             pace = Pace.at_rate(options.rate) if options.rate else Pace.as_fast_as_possible()
             try:
                 stats = replay(

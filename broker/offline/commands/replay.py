@@ -114,7 +114,7 @@ def make_sink(args: argparse.Namespace):
     if to_kafka:
         if not (args.bootstrap and args.topic):
             raise ConfigError("a Kafka sink needs both --bootstrap and --topic")
-        return KafkaSink(args.bootstrap, args.topic), f"kafka:{args.bootstrap}/{args.topic}"
+        return KafkaSink(args.bootstrap, args.topic).connect(), f"kafka:{args.bootstrap}/{args.topic}"
     folder = Path(args.to_folder) if args.to_folder else args.out / "alerts"
     return FolderSink(folder), f"folder:{folder}"
 
