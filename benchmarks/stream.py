@@ -4,7 +4,7 @@ A live survey's alerts come for objects observed for years: the plugin's store a
 was last classified somewhere in its trigger cycle, and each alert carries a full history window. So:
 - a warm-up stream fills the store and leaves each object at a random point of its trigger cycle (see
   `warm_up_points`);
-- the measured stream is the last detections of every object (ZTF 30, LSST 10), merged by time across
+- the measured stream is the last 30 detections of every object, merged by time across
   the 200 objects
   as a survey night interleaves them, built with the replay's own `AlertFactory` from the whole light
   curve, so they re-trigger classifications at the default trigger's steady-state rate.
@@ -31,9 +31,10 @@ from broker.offline.demo import DEFAULT_CRTS
 from broker.offline.replay import DEFAULT_BAND_MAP, AlertFactory, Pace, Pacer, merged_detections, prepare
 
 N_OBJECTS = 200
-# Measured alerts per object (at most one trigger cycle, ~33): ZTF-like alerts are cheap to build, so its
-# runs are longer and a process's one-off costs (the first forward pass: up to ~4 s here) weigh less.
-ALERTS_PER_OBJECT = {"ztf": 30, "lsst": 10}
+# Measured alerts per object (at most one trigger cycle, ~33). LSST-like alerts cost ~10 ms each to build
+# (fastavro, ~350 sources), so 30 per object makes the build ~1.5 min; with 10 the paced LSST run lasted
+# ~3 s and its p99 was the largest of 60 latencies, most of them from the run's first second.
+ALERTS_PER_OBJECT = {"ztf": 30, "lsst": 30}
 MIN_POINTS = 330  # objects with this many detections: ~300 sources of history before their last alerts
 HISTORY_DAYS = {"ztf": 30.0, "lsst": 3650.0}
 WARM_UP_HISTORY_DAYS = 3650.0  # the warm-up alert carries every earlier point

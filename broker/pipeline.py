@@ -21,7 +21,7 @@ from pathlib import Path
 from broker.alerts import Alert
 from broker.annotation import build_annotation
 from broker.changelog import ensure_changelog_topics
-from broker.classify import Snapshot, classify_snapshots, timed
+from broker.classify import Snapshot, classify_snapshots, timed, warm_up
 from broker.codecs import SchemaResolver, decode, encode_annotation
 from broker.config import Config
 from broker.errors import DecodeError, UnusableAlert
@@ -136,6 +136,10 @@ class Pipeline:
         self.health.stopping()
 
     def run(self) -> RunSummary:
+        if self.config.run.mode != "ceiling":  # before joining the group: the first batch pays no start-up
+            period = self.config.period
+            seconds, annotated = warm_up(self.runtime, period.engine, period.thread_count())
+            log.info("science step warmed up in %.2f s (%d of 2 curves annotated)", seconds, annotated)
         io = KafkaIO(
             self.config.kafka,
             on_lag=self._lag,

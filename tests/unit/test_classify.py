@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from broker.classify import Snapshot, classify_snapshots
+from broker.classify import Snapshot, classify_snapshots, warm_up
 from broker.config import InferenceConfig
 from broker.outcomes import Annotated, Skipped
 from broker.runtime import InferenceRuntime
@@ -59,3 +59,9 @@ def test_windows_of_an_object_are_averaged(runtime):
     w = make_windows(lc, whole.period.fold_period_days, "o", None, runtime.window_config)
     per_window = runtime.classifier.predict(w).proba
     np.testing.assert_allclose(whole.classification.proba, per_window.mean(axis=0), rtol=1e-6)
+
+
+def test_warm_up_runs_the_whole_science_step_on_both_synthetic_curves(runtime):
+    seconds, annotated = warm_up(runtime, period_threads=2)
+    assert annotated == 2  # period search, folding and inference all ran (a long and a young curve)
+    assert 0 < seconds < 60
