@@ -184,6 +184,9 @@ def test_crts_test_split_is_the_first_bundles_when_another_archive_joins(shared_
     ids = {k: sorted(set(v) & crts_set) for k, v in split_ids(splits).items()}
     assert hashlib.sha256("\n".join(ids["test_ids"]).encode()).hexdigest()[:16] == FIRST_CRTS_TEST_IDS_SHA
     assert len(ids["test_ids"]) == len(ids["val_ids"]) == 731
+    assert ids["val_ids"] == sorted(set(split["val_ids"]) & crts_set)
+    first_train = set(split["train_ids"]) | set(split.get("calibration_ids", []))
+    assert set(ids["train_ids"]) | set(ids["calibration_ids"]) == first_train & crts_set
     assert len(ids["train_ids"]) + len(ids["calibration_ids"]) == 3415
     assert len(ids["calibration_ids"]) == pytest.approx(0.1 * len(crts), abs=10)
 
