@@ -168,7 +168,7 @@ class Bundle:
         )
 
     def seen_ids(self) -> set[str] | None:
-        """Archive ids this bundle was trained or tuned on (its train + val splits), None when unrecorded.
+        """Archive ids this bundle was trained or tuned on (train + val + calibration), None when unrecorded.
 
         Metadata "data.split.train_ids" / "val_ids" (written by `varstream train`). Objects outside this
         set, from the bundle's own archive or any other, are unseen data for it.
@@ -229,7 +229,7 @@ def seen_ids(metadata: dict) -> set[str] | None:
     train, val = split.get("train_ids"), split.get("val_ids")
     if not isinstance(train, list) or not isinstance(val, list):
         return None
-    return {str(i) for i in train} | {str(i) for i in val}
+    return {str(i) for i in [*train, *val, *split.get("calibration_ids", [])]}
 
 
 def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:

@@ -1,8 +1,10 @@
-"""Fit a classifier bundle's per-length temperatures (`models.calibration`) on its validation split.
+"""Fit a classifier bundle's per-length temperatures (`models.calibration`) on its calibration split.
 
-For each bucket length L (50/100/150/200), validation windows holding >= L points are cut to L points as
-training cuts them (`models.train.batch_arrays`), and T_L minimises their NLL. Seconds, no gradient
-through the network: the logits are computed once. Called by `varstream fit-novelty-head` with the head.
+The calibration split is carved out of the training objects, so early stopping never saw it (bundles
+trained before it existed use their validation split). For each bucket length L (50/100/150/200), its
+windows holding >= L points are cut to L points as training cuts them (`models.train.batch_arrays`), and
+T_L minimises their NLL. Seconds, no gradient through the network: the logits are computed once. Called by
+`varstream fit-novelty-head` with the head.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def fit_temperatures(
     return {
         "by_length": by_length,
         "split": split,
-        "method": "temperature scaling per window length, NLL of validation windows cut to each length",
+        "method": f"temperature scaling per window length, NLL of {split} windows cut to each length",
         "seed": seed,
         "windows": per_length,
     }

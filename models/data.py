@@ -38,6 +38,8 @@ EROS_LABELS = {1: "binary", 2: "cepheid", 3: "rr_lyrae", 4: "mira"}
 EROS_BANDS = {"b": "B", "r": "R"}
 
 SPLIT_NAMES = ("train", "val", "test")
+CALIBRATION = "calibration"  # the split carved out of train for post-hoc fits (`carve_by_object`)
+_CALIBRATION_STREAM = 7  # keeps the carving's shuffle independent of the train/val/test one
 
 
 class DataError(ValueError):
@@ -319,6 +321,32 @@ def split_by_object(
     return splits
 
 
+def carve_by_object(objects: Iterable, fraction: float, seed: int = 0) -> tuple[list, list]:
+    """(kept, carved): per class, round(n·fraction) of the n objects of `objects` go to `carved`.
+
+    Used to carve the calibration split out of the training split, by object and stratified like
+    `split_by_object`, so validation and test keep their objects. Deterministic in the set of objects,
+    `fraction` and `seed`; each class has its own generator (a class added elsewhere changes nothing).
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"the carved fraction must be in [0, 1), got {fraction}")
+    groups: dict[str, list] = defaultdict(list)
+    for item in objects:
+        groups[str(item.object_id)].append(item)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for object_id, items in groups.items():
+        by_class[str(items[0].label)].append(object_id)
+    kept, carved = [], []
+    for label in sorted(by_class):
+        ids = sorted(by_class[label])
+        rng = np.random.default_rng([seed, zlib.crc32(label.encode()), _CALIBRATION_STREAM])
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        n_carved = round(len(ids) * fraction)
+        for rank, object_id in enumerate(order):
+            (carved if rank < n_carved else kept).extend(groups[object_id])
+    return kept, carved
+
+
 def select_classes(objects: Iterable, min_count: int = 50, exclude: Sequence[str] = ("RS_CVn",)) -> list[str]:
     """Classes to train on, sorted: at least `min_count` distinct labelled objects and not in `exclude`.
 
@@ -378,13 +406,59 @@ class WindowDataset:
         return self.subset_objects(self.objects.loc[self.objects["label"].isin(classes), "object_id"])
 
     def split(
-        self, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+        self,
+        fractions: Sequence[float] = (0.7, 0.15, 0.15),
+        seed: int = 0,
+        calibration_fraction: float = 0.0,
     ) -> dict[str, WindowDataset]:
-        """By-object stratified split (`split_by_object`) of the objects that have windows."""
+        """By-object stratified split (`split_by_object`) of the objects that have windows.
+
+        calibration_fraction > 0 also carves that share of the training objects (per class) into a
+        "calibration" split (`carve_by_object`); val and test are the same either way.
+        """
         rows = self.objects[self.objects["n_windows"] > 0]
         records = [_Record(o, lab) for o, lab in zip(rows["object_id"], rows["label"], strict=True)]
         parts = split_by_object(records, fractions, seed)
+        if calibration_fraction > 0:
+            parts["train"], parts[CALIBRATION] = carve_by_object(parts["train"], calibration_fraction, seed)
         return {name: self.subset_objects(r.object_id for r in part) for name, part in parts.items()}
+
+    def relabelled(self, mapping: dict[str, str]) -> WindowDataset:
+        """The same windows with labels renamed by `mapping` (labels not in it unchanged)."""
+        if not mapping:
+            return self
+        rename = np.vectorize(
+            lambda label: mapping.get(label, label) if label is not None else None, otypes=[object]
+        )
+        windows = self.windows
+        if windows.labels is not None and len(windows):
+            windows = Windows(
+                windows.x, windows.aux, windows.lengths, windows.object_ids, rename(windows.labels)
+            )
+        table = self.objects.copy()
+        table["label"] = table["label"].map(lambda label: mapping.get(label, label))
+        return WindowDataset(windows, table, dict(self.meta))
+
+    def with_id_prefix(self, prefix: str) -> WindowDataset:
+        """The same data with every object id prefixed (ids made unique across archives)."""
+        if not prefix:
+            return self
+        w = self.windows
+        ids = np.asarray([prefix + str(o) for o in w.object_ids], dtype=object)
+        windows = Windows(w.x, w.aux, w.lengths, ids, w.labels)
+        table = self.objects.copy()
+        table["object_id"] = [prefix + str(o) for o in table["object_id"]]
+        return WindowDataset(windows, table, dict(self.meta))
+
+    @staticmethod
+    def concatenate(parts: Sequence[WindowDataset]) -> WindowDataset:
+        """One dataset of several (windows stacked, tables joined); meta of each under "parts"."""
+        if not parts:
+            raise DataError("no window datasets to concatenate")
+        with_windows = [p.windows for p in parts if len(p.windows)]
+        windows = Windows.concatenate(with_windows) if with_windows else parts[0].windows
+        table = pd.concat([p.objects for p in parts], ignore_index=True)
+        return WindowDataset(windows, table, {"parts": [p.meta for p in parts]})
 
     def windows_per_class(self) -> dict[str, int]:
         if self.windows.labels is None:

@@ -1,15 +1,17 @@
 """Fit a classifier bundle's k-NN novelty head (`models.novelty_head`) after training: seconds, no gradient.
 
 The bank is the unit embeddings of the training windows (each at its own length). The percentile tables
-come from other windows, the validation split's, each cut to every bucket length as training cuts windows
-(`models.train.batch_arrays`): scores of the bank's own windows would count themselves among their
-neighbours and sit low, so thresholds drawn from them would flag too many known objects.
+come from other windows, the calibration split's (carved out of train, so early stopping never saw it;
+the validation split for bundles trained before it existed), each cut to every bucket length as
+training cuts windows (`models.train.batch_arrays`): scores of the bank's own windows would count
+themselves among their neighbours and sit low, so thresholds drawn from them would flag too many known
+objects.
 
-k is chosen on the validation split, never on test objects (`select_k`): the validation split has no
-unseen class, so each training class in turn plays it (leave-one-class-out: the bank without that class,
-its validation objects as the unseen set against the other classes' validation objects), and the k with
-the best mean ROC AUC wins. The grid, each k's proxy AUC and p95 recall, and the known validation objects
-flagged at p95, are recorded in the head's metadata ("k_selection").
+k is chosen on that same split, never on test objects (`select_k`): it has no unseen class, so each
+training class in turn plays it (leave-one-class-out: the bank without that class, its objects of that
+split as the unseen set against the other classes' objects), and the k with the best mean ROC AUC wins.
+The grid, each k's proxy AUC and p95 recall, and the known objects of that split flagged at p95, are
+recorded in the head's metadata ("k_selection").
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def fit_knn_head(
 ) -> KnnNoveltyHead:
     """The k-NN head of a classifier bundle: bank from `train`, per-length percentiles from `calibration`.
 
-    train/calibration: labelled windows of the bundle's training and validation splits (by object).
+    train/calibration: labelled windows of the bundle's training and calibration splits (by object);
+    calibration_name names the latter in the metadata ("calibration", or "val" for older bundles).
     k: the neighbour rank; None chooses it from `k_grid` on the calibration split (`select_k`).
     """
     if bundle.kind != "classifier":
@@ -97,7 +100,9 @@ def fit_knn_head(
             cuts[length] = cut
     model.to(home)
     if k is None:
-        k, selection = select_k(bank, train.labels, calibration_units, calibration, cuts, k_grid)
+        k, selection = select_k(
+            bank, train.labels, calibration_units, calibration, cuts, k_grid, calibration_name
+        )
     else:
         selection = {"method": "given (--k)", "chosen": int(k)}
     if len(bank) < k:  # a toy training set (tests, smoke runs): the farthest training window instead
@@ -150,8 +155,9 @@ def select_k(
     calibration: Windows,
     cuts: dict[int, np.ndarray],
     k_grid: Sequence[int] = K_GRID,
+    split_name: str = "val",
 ) -> tuple[int, dict]:
-    """k of the grid with the best mean leave-one-class-out ROC AUC on the calibration (validation) split.
+    """k of the grid with the best mean leave-one-class-out ROC AUC on the calibration split.
 
     For each training class c: the bank without c's windows scores every calibration window; objects
     (mean of their windows) of class c are the unseen set, the other classes' objects the known set.
@@ -194,8 +200,9 @@ def select_k(
         for i, k in enumerate(ks)
     }
     record = {
-        "method": "leave-one-class-out on the validation split: mean ROC AUC (objects = mean window score)",
-        "split": "val",
+        "method": f"leave-one-class-out on the {split_name} split: mean ROC AUC "
+        "(objects = mean window score)",
+        "split": split_name,
         "classes": classes,
         "grid": grid,
         "chosen": ks[best],

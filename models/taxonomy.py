@@ -85,6 +85,7 @@ SURVEY_LABELS: dict[str, dict[str, str]] = {
         "Ecl": "eclipsing",
         "Ell": "eclipsing",
     },
+    "gcvs": {"DCEP": "Cepheid"},  # classical Cepheids (OGLE "Cep"): a class of bundles trained on OGLE too
     "macho": {
         "RRL_AB": "RR_Lyrae",
         "RRL_C": "RR_Lyrae",

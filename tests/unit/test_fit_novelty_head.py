@@ -3,6 +3,7 @@ on the bundle's own split, and the plugin's runtime serves it (ONNX Runtime) ins
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -20,6 +21,13 @@ from tests.unit.test_train_period_settings import restore_torch_threads, two_sha
 CSV_OPTIONS = ["--time-col", "mjd", "--mag-col", "mag", "--err-col", "err", "--class-col", "class"]
 
 
+def del_temperature(path):
+    """Drop the fitted temperatures from a bundle folder's metadata."""
+    document = json.loads((path / "metadata.json").read_text())
+    del document["metadata"]["temperature"]
+    (path / "metadata.json").write_text(json.dumps(document))
+
+
 @pytest.fixture
 def trained(two_shape_csv, tmp_path, restore_torch_threads):  # noqa: F811
     out = tmp_path / "bundle"
@@ -34,8 +42,15 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
     bundle = load_bundle(trained)
     head = bundle.novelty_head
     assert head is not None and head.name == "csv-itcn-knn5"  # the only grid k below 6 windows a class
-    assert head.info["calibration"]["split"] == "val"
-    assert head.info["k_selection"]["split"] == "val" and list(head.info["k_selection"]["grid"]) == ["5"]
+    # fitted on the calibration split carved out of train (early stopping used val), recorded by id
+    assert head.info["calibration"]["split"] == "calibration"
+    assert head.info["k_selection"]["split"] == "calibration"
+    assert list(head.info["k_selection"]["grid"]) == ["5"]
+    split = bundle.metadata["data"]["split"]
+    assert split["calibration"]["fraction_of_train"] == pytest.approx(1 / 7)
+    assert len(split["calibration_ids"]) == 2  # 1 of the 6 training objects of each class
+    assert not set(split["calibration_ids"]) & {*split["train_ids"], *split["val_ids"], *split["test_ids"]}
+    assert bundle.metadata["temperature"]["split"] == "calibration"
     assert len(head.bank) == bundle.metadata["data"]["splits"]["train"]["n_windows"]
     runtime = InferenceRuntime(InferenceConfig(classifier_bundle=str(trained), device="cpu", engine="onnx"))
     assert runtime.uses_head and runtime.info["novelty_name"] == head.name
@@ -60,12 +75,15 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
 def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_csv, tmp_path):  # noqa: F811
     argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
             "--k", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
-    assert load_bundle(trained).temperature is None  # trained before: served at T = 1
+    trained_t = load_bundle(trained).metadata["temperature"]  # train fits them too, on calibration
+    assert trained_t["split"] == "calibration" and trained_t["by_length"] == {}  # toy: T = 1
+    del_temperature(trained)  # as a bundle trained before temperatures existed
+    assert load_bundle(trained).temperature is None  # served at T = 1
     assert varstream(argv) == 0
     assert load_bundle(trained).novelty_head.k == 3
     assert OnnxBundle(trained).novelty_head.k == 3  # the refreshed export serves it too
     fitted = load_bundle(trained).metadata["temperature"]  # the same command fits the temperatures
-    assert fitted["split"] == "val" and fitted["by_length"] == {}  # toy split: < 20 windows, T = 1
+    assert fitted["split"] == "calibration" and fitted["by_length"] == {}  # toy split: < 20 windows, T = 1
     assert OnnxBundle(trained).temperature.by_length == load_bundle(trained).temperature.by_length
     # a classifier retrained in place makes its head stale: refused at load, refitted by the command
     state = torch.load(trained / "weights.pt", weights_only=True)

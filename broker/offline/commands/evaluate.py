@@ -33,6 +33,7 @@ from broker.offline.commands.train import (
     recorded_splits,
     set_threads,
 )
+from broker.offline.training_sets import bundle_labels
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +99,7 @@ def main(args: argparse.Namespace) -> int:
         args.cache_dir,
         options=reader_options(args),
     )
+    dataset = bundle_labels(dataset, classifier, args.data)  # e.g. OGLE "Cep" -> DCEP, as in training
     objects = dataset.objects
     windows = dataset.windows
     if args.split != "all":

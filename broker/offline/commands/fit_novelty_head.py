@@ -1,12 +1,14 @@
 """Fit (or refit) the post-hoc parts of a classifier bundle in place: the k-NN novelty head and the
 per-length probability temperatures (`models.calibration`), then refresh its ONNX export.
 
-The head's bank is the bundle's own training split and its percentile tables come from its validation
-split: the split is rebuilt from DATA with the fractions and seed recorded in the bundle, and must give
-the very train ids the bundle records (else the command stops). No network is trained: the classifier
-embeds the windows once (seconds; building the windows of an archive not yet in the window cache takes
-minutes). `varstream train --kind classifier` fits the head itself; this command is for a bundle trained
-before, or one whose classifier was retrained in place. Needs the [train] extra.
+The head's bank is the bundle's own training split; its k, its percentile tables and the temperatures come
+from its calibration split (carved out of train, never seen by early stopping), or from the validation
+split for bundles trained before that split existed. The splits are rebuilt from DATA (every archive the
+bundle was trained on, --data repeated, in training order) with the fractions and seed recorded in the
+bundle, and must give the very train ids the bundle records (else the command stops). No network is
+trained: the classifier embeds the windows once (seconds; building the windows of an archive not yet in
+the window cache takes minutes). `varstream train --kind classifier` fits the head itself; this command is
+for a bundle trained before, or one whose classifier was retrained in place. Needs the [train] extra.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments
 from broker.offline.commands.train import (
     add_common_arguments,
+    calibration_split,
     configs_from,
-    load_dataset_for,
+    load_archives_for,
     recorded_splits,
     set_threads,
     split_ids,
@@ -31,12 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="FORMAT:PATH the bundle was trained on (crts:../shared/data/crts_kvmu)",
+        action="append",
+        help="FORMAT:PATH the bundle was trained on (crts:../shared/data/crts_kvmu); repeat it, in the "
+        "training order, for a bundle trained on several archives",
     )
     parser.add_argument(
         "--k",
         type=int,
-        help="neighbour rank of the score (default: chosen on the validation split by novelty_fit.select_k)",
+        help="neighbour rank of the score (default: chosen on the calibration split by novelty_fit.select_k)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
     add_common_arguments(parser)
@@ -58,37 +63,34 @@ def main(args: argparse.Namespace) -> int:
     if bundle.kind != "classifier":
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
-    head = fit_knn_head(
-        bundle, splits["train"].windows, splits["val"].windows, args.k, args.seed, args.device
-    )
+    name, part = calibration_split(splits)
+    head = fit_knn_head(bundle, splits["train"].windows, part.windows, args.k, args.seed, args.device, name)
     bundle.novelty_head = head
-    temperature = fit_temperatures(bundle, splits["val"].windows, args.seed, args.device)
+    temperature = fit_temperatures(bundle, part.windows, args.seed, args.device, name)
     attach(bundle, temperature)
     save_bundle(bundle, path)
     export_bundle_folder(path)
     print(
         f"{path}: novelty head {head.name} (k {head.k}: {head.info['k_selection']['method']}; "
         f"bank {len(head.bank)} training windows, calibrated "
-        f"on {head.info['calibration']['n_windows']} validation windows) in {head.info['fit_seconds']} s"
+        f"on {head.info['calibration']['n_windows']} {name} windows) in {head.info['fit_seconds']} s"
     )
     scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
-    scales = scales or "none (too few validation windows: T = 1)"
-    print(f"{path}: probability temperatures per window length (validation NLL) {scales}")
+    scales = scales or f"none (too few {name} windows: T = 1)"
+    print(f"{path}: probability temperatures per window length ({name} NLL) {scales}")
     return 0
 
 
 def _splits(args: argparse.Namespace, bundle) -> dict:
-    """The bundle's train/val/test split of DATA's windows; stops when the train ids differ."""
+    """The bundle's train/val/test(/calibration) split of DATA's windows; stops when the train ids differ."""
     period_config, window_config = configs_from(bundle.period_search, bundle.window)
-    dataset = load_dataset_for(args, period_config, window_config)
+    archives = load_archives_for(args, period_config, window_config)
     recorded = bundle.metadata.get("data", {}).get("split", {})
-    splits = recorded_splits(dataset, bundle)
+    splits = recorded_splits([a.dataset for a in archives], bundle)
     ids = split_ids(splits)
     if recorded.get("train_ids") is not None and ids["train_ids"] != sorted(map(str, recorded["train_ids"])):
         raise ConfigError(
             f"{args.data}: its split does not give the train ids recorded in {args.bundle or 'the bundle'} "
             "(other data, or other window settings): the head would be calibrated on training objects"
         )
-    if not len(splits["val"].windows):
-        raise ConfigError(f"{args.data}: the bundle's validation split has no windows to calibrate on")
     return splits

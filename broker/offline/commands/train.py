@@ -1,12 +1,15 @@
-"""Train a classifier (iTCN / TCN / iResNet) or novelty (AE-GMM) bundle on a labelled archive.
+"""Train a classifier (iTCN / TCN / iResNet) or novelty (AE-GMM) bundle on one or more labelled archives.
 
 DATA is FORMAT:PATH, any archive `varstream replay` reads (ogle, asassn, crts, eros, csv), with the same
-reader options. Windows come from the plugin's own period search and folding
-(broker.offline.dataset, cached under .cache/windows/), never from catalogue periods; --period-settings
-picks that search (v1, the shipped bundles', or v2) and the bundle records it for the plugin. Classes:
-those with at least --min-class-count objects, minus --exclude (RS_CVn, the unseen class of the novelty
-benchmark). Objects are split by object (train/val/test, stratified); validation picks the epoch, and the
-test split's metrics and the ids of all three splits are written into the bundle's metadata.
+reader options (each passed to the formats that take it); --data may be given more than once (CRTS plus
+the OGLE-IV Cepheids, which become class DCEP: broker.offline.training_sets). Windows come from the
+plugin's own period search and folding (broker.offline.dataset, cached under .cache/windows/), never from
+catalogue periods; --period-settings picks that search (v1, the shipped bundles', or v2) and the bundle
+records it for the plugin. Classes: the union over the archives of those with at least --min-class-count
+objects, minus --exclude (RS_CVn, the unseen class of the novelty benchmark). Each archive is split by
+object (train/val/test, stratified), and a calibration split is carved out of train: validation picks the
+epoch, the calibration split fits the k-NN novelty head and the per-length temperatures, and the test
+split's metrics and the ids of every split are written into the bundle's metadata.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from broker.errors import ArchiveError, ConfigError
 from broker.offline.archives.options import add_reader_arguments, reader_options
+from broker.offline.training_sets import CALIBRATION_FRACTION, split_datasets
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +82,16 @@ def load_labelled_objects(spec: str, options: dict | None = None):
     return objects
 
 
-def load_dataset_for(args: argparse.Namespace, period_config, window_config):
-    """`load_dataset` of a command's --data with its reader options, cache folder and progress flag."""
-    return load_dataset(
-        args.data,
-        period_config,
-        window_config,
-        progress=not args.no_progress,
-        cache_dir=args.cache_dir,
-        options=reader_options(args),
-    )
+def load_archives_for(args: argparse.Namespace, period_config, window_config) -> list:
+    """The command's --data archives (`training_sets.load_archives`): windows through the window cache,
+    each with the reader options its format takes, relabelled to the bundle's class names, ids unique."""
+    from broker.offline.training_sets import load_archives
+
+    def load(spec: str, options: dict):
+        progress, cache_dir = not args.no_progress, args.cache_dir
+        return load_dataset(spec, period_config, window_config, None, progress, cache_dir, options)
+
+    return load_archives(args.data, load, reader_options(args))
 
 
 def load_dataset(
@@ -165,16 +169,30 @@ class _Record:
 
 
 def recorded_splits(dataset, bundle) -> dict:
-    """The by-object train/val/test split of `dataset`'s objects of the bundle's classes, with the fractions
-    and seed recorded in the bundle (today's defaults for bundles that lack them)."""
+    """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes in
+    `dataset` (one WindowDataset, or a list of them split one by one as training split its archives),
+    with the fractions and seed recorded in the bundle (today's defaults for bundles that lack them)."""
+    from broker.offline.training_sets import split_datasets
+
     recorded = bundle.metadata.get("data", {}).get("split", {})
     fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
-    return dataset.only_classes(bundle.class_names).split(fractions, seed=recorded.get("seed", 0))
+    calibration = float((recorded.get("calibration") or {}).get("fraction_of_train", 0.0))
+    datasets = dataset if isinstance(dataset, list) else [dataset]
+    return split_datasets(datasets, bundle.class_names, fractions, recorded.get("seed", 0), calibration)
+
+
+def calibration_split(splits: dict) -> tuple[str, object]:
+    """(name, WindowDataset) of the split post-hoc fits use: "calibration" when there is one, else "val"
+    (bundles trained before the calibration split, whose validation split also chose the epoch)."""
+    name = "calibration" if "calibration" in splits else "val"
+    if not len(splits[name].windows):
+        raise ConfigError(f"the {name} split has no windows to fit the novelty head and temperatures on")
+    return name, splits[name]
 
 
 def split_ids(splits: dict) -> dict[str, list[str]]:
-    """{"train_ids", "val_ids", "test_ids"}: sorted archive ids of each split (objects with windows), so
-    a user's data can be checked against what the bundle was trained and tuned on."""
+    """{"train_ids", "val_ids", "test_ids"[, "calibration_ids"]}: sorted archive ids of each split (objects
+    with windows), so a user's data can be checked against what the bundle was trained and tuned on."""
     return {
         f"{name}_ids": sorted(map(str, part.objects.loc[part.objects["n_windows"] > 0, "object_id"]))
         for name, part in splits.items()
@@ -199,11 +217,16 @@ def set_threads(threads: int) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="FORMAT:PATH (ogle, asassn, crts, eros or csv)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        action="append",
+        help="FORMAT:PATH (ogle, asassn, crts, eros or csv); repeat it to train on several archives",
+    )
     parser.add_argument("--kind", choices=("classifier", "novelty"), default="classifier")
     parser.add_argument("--arch", choices=("itcn", "tcn", "iresnet"), default="itcn", help="classifier arch")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
-    parser.add_argument("--name", help="bundle name (default: <format>-<arch>)")
+    parser.add_argument("--name", help="bundle name (default: <format>-<arch>, formats joined by '+')")
     parser.add_argument("--version", default="1.0.0", help="bundle version")
     parser.add_argument("--hidden", type=int, help="hidden channels / GRU units")
     parser.add_argument("--depth", type=int, help="residual blocks (classifier)")
@@ -219,6 +242,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--split-seed", type=int, default=0, help="by-object split seed")
+    parser.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=CALIBRATION_FRACTION,
+        help="share of each class's training objects carved out to fit the novelty head and the "
+        "temperatures (default 1/7: 10%% of all objects); 0: fit them on the validation split",
+    )
     add_period_settings_argument(parser)
     add_common_arguments(parser)
     add_reader_arguments(parser)
@@ -227,20 +257,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from models import aegmm, itcn
     from models.bundle import save_bundle
+    from models.calibration_fit import attach, fit_temperatures
+    from models.data import WindowDataset
     from models.evaluate import evaluate_bundles
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_onnx
     from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
 
     set_threads(args.threads)
-    from broker.offline.archives.base import parse_spec
-
     _, window_config = configs_from()
     period_config = period_config_named(args.period_settings)
-    fmt, _ = parse_spec(args.data)
-    dataset = load_dataset_for(args, period_config, window_config)
+    archives = load_archives_for(args, period_config, window_config)
+    datasets = [a.dataset for a in archives]
+    dataset = WindowDataset.concatenate(datasets)
     classes = known_classes(dataset, args.min_class_count, args.exclude)
-    splits = dataset.only_classes(classes).split(SPLIT_FRACTIONS, seed=args.split_seed)
+    splits = split_datasets(datasets, classes, SPLIT_FRACTIONS, args.split_seed, args.calibration_fraction)
+    if args.kind == "classifier":
+        calibration_split(splits)  # stop before training when the post-hoc fits would have no windows
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -263,33 +296,39 @@ def main(args: argparse.Namespace) -> int:
         hp = {k: v for k, v in hp.items() if k == "hidden"}
         result = train_aegmm(train, val, classes, hp, config)
         changes, arch = aegmm.PAPER_CHANGES, "aegmm"
+    formats = "+".join(dict.fromkeys(a.fmt for a in archives))
+    split_record = {"by": "object", "fractions": list(SPLIT_FRACTIONS), "seed": args.split_seed}
+    if "calibration" in splits:
+        split_record["calibration"] = {
+            "carved_from": "train",
+            "fraction_of_train": args.calibration_fraction,
+            "used_for": "k-NN novelty head (k choice and percentile tables) and per-length temperatures",
+        }
     metadata = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data": {
-            "source": args.data,
-            "format": fmt,
+            "source": " + ".join(args.data),
+            "format": formats,
+            "archives": [a.record() for a in archives],
             "classes_excluded": list(args.exclude),
             "min_class_count": args.min_class_count,
-            "split": {
-                "by": "object",
-                "fractions": list(SPLIT_FRACTIONS),
-                "seed": args.split_seed,
-                **split_ids(splits),
-            },
+            "split": {**split_record, **split_ids(splits)},
             "splits": split_summary(splits),
-            "window_cache": dataset.meta.get("cache_key") or dataset.meta.get("source_files"),
+            "window_cache": [a.record()["window_cache"] for a in archives],
         },
         "changes_from_paper": changes,
     }
     bundle = result.to_bundle(
-        args.name or f"{fmt}-{arch}",
+        args.name or f"{formats}-{arch}",
         args.version,
         dataclasses.asdict(window_config),
         dataclasses.asdict(period_config),
         metadata,
     )
-    if bundle.kind == "classifier":  # the k-NN novelty head of its embedding (models.novelty_head)
-        bundle.novelty_head = fit_knn_head(bundle, train, val, seed=args.seed, device=args.device)
+    if bundle.kind == "classifier":  # post-hoc fits on the calibration split (validation chose the epoch)
+        name, part = calibration_split(splits)
+        bundle.novelty_head = fit_knn_head(bundle, train, part.windows, None, args.seed, args.device, name)
+        attach(bundle, fit_temperatures(bundle, part.windows, args.seed, args.device, name))
     if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
         bundle.energy_quantiles_by_length = energy_quantiles_by_length(
             bundle.model, train, window_config.buckets, seed=args.seed
@@ -302,10 +341,27 @@ def main(args: argparse.Namespace) -> int:
         test_windows, bundle, bundle if bundle.kind == "novelty" else None, device=args.device
     )
     bundle.metadata["test_metrics"] = evaluation.metrics
+    if len(archives) > 1:  # each archive's test objects alone (classification only)
+        bundle.metadata["test_metrics_by_archive"] = _archive_test_metrics(bundle, archives, splits, args)
     save_bundle(bundle, args.out)
     export_onnx(bundle, args.out)  # what the plugin serves with ONNX Runtime
     _print_summary(bundle, evaluation.metrics, args.out)
     return 0
+
+
+def _archive_test_metrics(bundle, archives, splits: dict, args: argparse.Namespace) -> dict:
+    from models.evaluate import evaluate_bundles
+
+    out = {}
+    test_ids = set(map(str, splits["test"].objects["object_id"]))
+    for archive in archives:
+        ids = test_ids & set(map(str, archive.dataset.objects["object_id"]))
+        part = splits["test"].subset_objects(ids)
+        if len(part.windows):
+            metrics = evaluate_bundles(part.windows, bundle, None, device=args.device).metrics
+            keep = ("n_objects_classified", "accuracy", "balanced_accuracy", "per_class", "novelty_head")
+            out[archive.spec] = {k: metrics[k] for k in keep if k in metrics}
+    return out
 
 
 def _print_summary(bundle, metrics: dict, out: Path) -> None:
