@@ -294,15 +294,7 @@ def split_by_object(
     """
     if len(fractions) != len(SPLIT_NAMES) or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise DataError(f"fractions must be three non-negative numbers summing to 1, got {tuple(fractions)}")
-    groups: dict[str, list] = defaultdict(list)
-    for item in objects:
-        groups[str(item.object_id)].append(item)
-    by_class: dict[str, list[str]] = defaultdict(list)
-    for object_id, items in groups.items():
-        labels = {item.label for item in items}
-        if len(labels) != 1:
-            raise DataError(f"object {object_id!r} carries several labels {sorted(map(str, labels))}")
-        by_class[str(labels.pop())].append(object_id)
+    groups, by_class = _group_by_object(objects)
     splits: dict[str, list] = {name: [] for name in SPLIT_NAMES}
     for label in sorted(by_class):
         ids = sorted(by_class[label])
@@ -321,6 +313,20 @@ def split_by_object(
     return splits
 
 
+def _group_by_object(objects: Iterable) -> tuple[dict[str, list], dict[str, list[str]]]:
+    """({object id: its items}, {label: object ids}); an object carrying several labels is an error."""
+    groups: dict[str, list] = defaultdict(list)
+    for item in objects:
+        groups[str(item.object_id)].append(item)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for object_id, items in groups.items():
+        labels = {item.label for item in items}
+        if len(labels) != 1:
+            raise DataError(f"object {object_id!r} carries several labels {sorted(map(str, labels))}")
+        by_class[str(labels.pop())].append(object_id)
+    return groups, by_class
+
+
 def carve_by_object(objects: Iterable, fraction: float, seed: int = 0) -> tuple[list, list]:
     """(kept, carved): per class, round(n·fraction) of the n objects of `objects` go to `carved`.
 
@@ -330,12 +336,7 @@ def carve_by_object(objects: Iterable, fraction: float, seed: int = 0) -> tuple[
     """
     if not 0.0 <= fraction < 1.0:
         raise DataError(f"the carved fraction must be in [0, 1), got {fraction}")
-    groups: dict[str, list] = defaultdict(list)
-    for item in objects:
-        groups[str(item.object_id)].append(item)
-    by_class: dict[str, list[str]] = defaultdict(list)
-    for object_id, items in groups.items():
-        by_class[str(items[0].label)].append(object_id)
+    groups, by_class = _group_by_object(objects)
     kept, carved = [], []
     for label in sorted(by_class):
         ids = sorted(by_class[label])
