@@ -137,8 +137,7 @@ class Pipeline:
 
     def run(self) -> RunSummary:
         if self.config.run.mode != "ceiling":  # before joining the group: the first batch pays no start-up
-            period = self.config.period
-            seconds, annotated = warm_up(self.runtime, period.engine, period.thread_count())
+            seconds, annotated = warm_up(self.runtime, **self._period_engine())
             log.info("science step warmed up in %.2f s (%d of 2 curves annotated)", seconds, annotated)
         io = KafkaIO(
             self.config.kafka,
@@ -264,6 +263,11 @@ class Pipeline:
         self._policies[key].last_reason = None
         return self._policies[key]
 
+    def _period_engine(self) -> dict:
+        """The operator's `[period]` engine and thread count, as classify_snapshots / warm_up take them."""
+        period = self.config.period
+        return {"period_engine": period.engine, "period_threads": period.thread_count()}
+
     def _store_history_states(self) -> None:
         """Each merged object keeps its policy state (after this batch's alerts) in the store and the
         changelog, so a restart or a partition move continues its reconcile schedule. Without a policy
@@ -305,8 +309,7 @@ class Pipeline:
         if not todo:
             return
         fap = self.config.trigger.max_false_alarm_probability
-        period = self.config.period
-        engine = {"period_engine": period.engine, "period_threads": period.thread_count()}
+        engine = self._period_engine()
         try:
             outcomes = classify_snapshots(
                 [p.snapshot for p in todo], self.runtime, fap, self._timer, **engine

@@ -170,8 +170,8 @@ class Bundle:
     def seen_ids(self) -> set[str] | None:
         """Archive ids this bundle was trained or tuned on (train + val + calibration), None when unrecorded.
 
-        Metadata "data.split.train_ids" / "val_ids" (written by `varstream train`). Objects outside this
-        set, from the bundle's own archive or any other, are unseen data for it.
+        Metadata "data.split.train_ids" / "val_ids" / "calibration_ids" (written by `varstream train`).
+        Objects outside this set, from the bundle's own archive or any other, are unseen data for it.
         """
         return seen_ids(self.metadata)
 

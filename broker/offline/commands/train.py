@@ -22,7 +22,7 @@ from pathlib import Path
 
 from broker.errors import ArchiveError, ConfigError
 from broker.offline.archives.options import add_reader_arguments, reader_options
-from broker.offline.training_sets import CALIBRATION_FRACTION, split_datasets
+from broker.offline.training_sets import CALIBRATION_FRACTION, load_archives, split_datasets
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,6 @@ def load_labelled_objects(spec: str, options: dict | None = None):
 def load_archives_for(args: argparse.Namespace, period_config, window_config) -> list:
     """The command's --data archives (`training_sets.load_archives`): windows through the window cache,
     each with the reader options its format takes, relabelled to the bundle's class names, ids unique."""
-    from broker.offline.training_sets import load_archives
 
     def load(spec: str, options: dict):
         progress, cache_dir = not args.no_progress, args.cache_dir
@@ -172,8 +171,6 @@ def recorded_splits(dataset, bundle) -> dict:
     """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes in
     `dataset` (one WindowDataset, or a list of them split one by one as training split its archives),
     with the fractions and seed recorded in the bundle (today's defaults for bundles that lack them)."""
-    from broker.offline.training_sets import split_datasets
-
     recorded = bundle.metadata.get("data", {}).get("split", {})
     fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
     calibration = float((recorded.get("calibration") or {}).get("fraction_of_train", 0.0))
@@ -272,8 +269,8 @@ def main(args: argparse.Namespace) -> int:
     dataset = WindowDataset.concatenate(datasets)
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     splits = split_datasets(datasets, classes, SPLIT_FRACTIONS, args.split_seed, args.calibration_fraction)
-    if args.kind == "classifier":
-        calibration_split(splits)  # stop before training when the post-hoc fits would have no windows
+    # the post-hoc fits' split, found before training: stop now when it would have no windows
+    post_hoc = calibration_split(splits) if args.kind == "classifier" else None
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -326,7 +323,7 @@ def main(args: argparse.Namespace) -> int:
         metadata,
     )
     if bundle.kind == "classifier":  # post-hoc fits on the calibration split (validation chose the epoch)
-        name, part = calibration_split(splits)
+        name, part = post_hoc
         bundle.novelty_head = fit_knn_head(bundle, train, part.windows, None, args.seed, args.device, name)
         attach(bundle, fit_temperatures(bundle, part.windows, args.seed, args.device, name))
     if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
