@@ -2,7 +2,7 @@
 
 Why here (in `broker`): the windows must come from exactly the code the plugin runs on alerts
 (`broker.period.search_periods`, `broker.folding`), never from catalogue periods. The result type,
-`models.data.WindowDataset`, lives in `models` so training code can load a cache without the broker.
+`models.window_dataset.WindowDataset`, lives in `models` so training code can load a cache without the broker.
 
 Cache: ``<cache_dir>/<tag>-<key>.npz`` + ``.json`` (default ``<repo>/.cache/windows/``, git-ignored).
 `build_windows` keys on a hash of the light curves themselves, both configs, max_points and
@@ -27,8 +27,9 @@ import pandas as pd
 from broker.errors import ArchiveError
 from broker.folding import WindowConfig, make_windows
 from broker.period import PeriodSearchConfig, search_periods
-from models.data import WINDOW_TABLE_COLUMNS, DataError, WindowDataset, read_crts, read_eros
+from models.data import DataError, read_crts, read_eros
 from models.lightcurve import LabelledLightCurve
+from models.window_dataset import WINDOW_TABLE_COLUMNS, WindowDataset
 from models.windows import Windows
 
 log = logging.getLogger(__name__)

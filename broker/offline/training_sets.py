@@ -32,7 +32,7 @@ class TrainingArchive:
 
     spec: str
     fmt: str
-    dataset: object  # models.data.WindowDataset
+    dataset: object  # models.window_dataset.WindowDataset
     class_map: dict[str, str]
     id_prefix: str = ""
 
@@ -100,7 +100,7 @@ def split_datasets(
     datasets: Sequence, classes: Sequence[str], fractions, seed: int, calibration_fraction: float
 ) -> dict:
     """{"train", "val", "test"[, "calibration"]}: each dataset's objects of `classes` split alone, joined."""
-    from models.data import WindowDataset
+    from models.window_dataset import WindowDataset
 
     parts = [d.only_classes(classes).split(fractions, seed, calibration_fraction) for d in datasets]
     return {name: WindowDataset.concatenate([p[name] for p in parts]) for name in parts[0]}

@@ -10,8 +10,8 @@ import pytest
 from broker.folding import WindowConfig
 from broker.offline.dataset import SKIP_NO_WINDOW, build_windows, cut_to_first, load_or_build_crts
 from broker.period import SKIP_CONSTANT, PeriodSearchConfig
-from models.data import WindowDataset
 from models.lightcurve import LabelledLightCurve, LightCurve
+from models.window_dataset import WindowDataset
 
 PERIODS = PeriodSearchConfig(min_period_days=0.1, max_period_days=100.0)
 WINDOWS = WindowConfig()

@@ -24,7 +24,8 @@ from broker.offline.training_sets import (
     split_datasets,
 )
 from models.bundle import BUNDLES_DIR, METADATA_FILE
-from models.data import WINDOW_TABLE_COLUMNS, WindowDataset, carve_by_object, split_by_object
+from models.data import carve_by_object, split_by_object
+from models.window_dataset import WINDOW_TABLE_COLUMNS, WindowDataset
 from models.windows import Windows
 
 # sha256 of the 731 CRTS test ids of the first shipped bundle, one per line, sorted: every later bundle

@@ -102,7 +102,7 @@ def load_dataset(
     cache_dir: Path | None = None,
     options: dict | None = None,
 ):
-    """Windows (a models.data.WindowDataset) of every object in FORMAT:PATH, through the window cache.
+    """Windows (a `models.window_dataset.WindowDataset`) of every object in FORMAT:PATH, via the cache.
 
     The shipped CRTS tarball and EROS folder (no reader options) use caches keyed on their files, so a
     hit skips reading them; every other archive is read and keyed on its light curves' content.
@@ -255,11 +255,11 @@ def main(args: argparse.Namespace) -> int:
     from models import aegmm, itcn
     from models.bundle import save_bundle
     from models.calibration_fit import attach, fit_temperatures
-    from models.data import WindowDataset
     from models.evaluate import evaluate_bundles
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_onnx
     from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
+    from models.window_dataset import WindowDataset
 
     set_threads(args.threads)
     _, window_config = configs_from()
