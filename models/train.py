@@ -420,10 +420,20 @@ def ensemble_result(
         ensemble.ensemble_hyperparameters(hp, seeds, arch, combine, embedding),
         list(class_names),
         config,
-        members=[dict(r["training"]) for r in records],
+        members=[_member_record(r) for r in records],
     )
     result.seconds = float(sum(r["training"].get("seconds", 0.0) for r in records))
     return result
+
+
+def _member_record(record: dict) -> dict:
+    """A member's "training" record, plus the period search its windows came from when a bundle records
+    one other than the one it is served with (metadata "period_search_change")."""
+    out = dict(record["training"])
+    trained_with = (record.get("period_search_change") or {}).get("trained_with")
+    if trained_with:
+        out["trained_with_period_search"] = trained_with
+    return out
 
 
 def train_aegmm(

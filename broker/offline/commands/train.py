@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -285,14 +284,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def member_bundles(paths: list[Path], classes: list[str], period_config, window_config, splits: dict) -> list:
     """The trained classifier bundles of --members-from, checked to fit this run: same classes, period and
-    window settings, and the very train/val/test ids of this run's split (else ConfigError naming why)."""
+    window settings (as configs: keys a bundle predates take their defaults), and the very train/val/test
+    ids of this run's split (else ConfigError naming why)."""
     from models.bundle import BundleFormatError, load_bundle
 
-    wanted = {
-        "class_names": list(classes),
-        "period_search": dataclasses.asdict(period_config),
-        "window": dataclasses.asdict(window_config),
-    }
     ids = split_ids(splits)
     bundles = []
     for path in paths:
@@ -302,9 +297,10 @@ def member_bundles(paths: list[Path], classes: list[str], period_config, window_
             raise ConfigError(f"--members-from {path}: {err}") from err
         if bundle.kind != "classifier":
             raise ConfigError(f"--members-from {path}: a {bundle.kind!r} bundle, not a classifier")
-        for attr, value in wanted.items():
-            if getattr(bundle, attr) != json.loads(json.dumps(value)):
-                raise ConfigError(f"--members-from {path}: its {attr} differ from this run's")
+        if bundle.class_names != list(classes):
+            raise ConfigError(f"--members-from {path}: its classes {bundle.class_names} are not {classes}")
+        if configs_from(bundle.period_search, bundle.window) != (period_config, window_config):
+            raise ConfigError(f"--members-from {path}: its period search or window settings differ")
         recorded = bundle.metadata.get("data", {}).get("split", {})
         for name in ("train_ids", "val_ids", "test_ids"):
             if sorted(map(str, recorded.get(name) or [])) != ids[name]:
