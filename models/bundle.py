@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import aegmm, itcn
+from models import aegmm, ensemble, itcn
 from models.bundle_format import (  # re-exported: the format's names are also this module's
     BUNDLES_DIR,
     DEFAULT_CLASSIFIER_BUNDLE,
@@ -97,7 +97,7 @@ def run_model(
     n = len(windows)
     lengths = np.asarray(windows.lengths)
     check_lengths(lengths, windows.window_length)
-    n_classes = model.head[-1].out_channels if kind == "classifier" else model.estimator[-1].out_features
+    n_classes = model.n_classes if kind == "classifier" else model.estimator[-1].out_features
     proba = np.zeros((n, n_classes), np.float64)
     energy = np.zeros(n, np.float64) if kind == "novelty" else None
     score = np.zeros(n, np.float64) if head is not None else None
@@ -234,6 +234,8 @@ def seen_ids(metadata: dict) -> set[str] | None:
 
 def build_model(kind: str, arch: str, n_classes: int, hyperparameters: dict) -> torch.nn.Module:
     """The untrained network a bundle of this kind/arch holds."""
+    if kind == "classifier" and arch == ensemble.ARCH:
+        return ensemble.build_ensemble(n_classes, **hyperparameters)
     if kind == "classifier":
         return itcn.build_classifier(arch, n_classes, **hyperparameters)
     if kind == "novelty":

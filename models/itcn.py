@@ -134,6 +134,10 @@ class PhaseClassifier(nn.Module):
         self.register_buffer("aux_mean", torch.zeros(N_AUX))
         self.register_buffer("aux_std", torch.ones(N_AUX))
 
+    @property
+    def n_classes(self) -> int:
+        return self.head[-1].out_channels
+
     def set_aux_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.aux_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.aux_std.copy_(torch.clamp(torch.as_tensor(std, dtype=torch.float32), min=1e-6))

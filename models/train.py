@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import aegmm, itcn
+from models import aegmm, ensemble, itcn
 from models.bundle import (
     N_ENERGY_QUANTILES,
     Bundle,
@@ -79,9 +79,14 @@ class TrainResult:
     seconds: float = 0.0
     class_weights: list[float] = field(default_factory=list)
     train_energies: np.ndarray | None = None
+    members: list[dict] = field(default_factory=list)  # an ensemble's members' "training" records
 
     def summary(self) -> dict:
-        """JSON-ready description for the bundle metadata."""
+        """JSON-ready description for the bundle metadata (an ensemble: each member's own record)."""
+        if self.members:
+            seconds = round(sum(m.get("seconds", 0.0) for m in self.members), 1)
+            training = {"members": self.members, "seconds": seconds}
+            return {"arch": self.arch, "hyperparameters": self.hyperparameters, "training": training}
         return {
             "arch": self.arch,
             "hyperparameters": self.hyperparameters,
@@ -365,6 +370,70 @@ def train_classifier(
     )
     _fit(model, "classifier", step_loss, train, val, class_names, config, config.lr, result)
     return result
+
+
+def train_ensemble(
+    train: Windows,
+    val: Windows,
+    arch: str,
+    class_names: Sequence[str],
+    members: int,
+    hyperparameters: dict | None = None,
+    config: TrainConfig | None = None,
+    combine: str = "logits",
+    embedding: str = "concat-unit",
+) -> TrainResult:
+    """A deep ensemble: `members` classifiers trained as `train_classifier` with seeds config.seed,
+    config.seed + 1, ... (same data, split and settings), wrapped in one `models.ensemble.PhaseEnsemble`."""
+    config = config or TrainConfig()
+    results = [
+        train_classifier(
+            train, val, arch, class_names, hyperparameters, replace(config, seed=config.seed + i)
+        )
+        for i in range(members)
+    ]
+    return ensemble_result(
+        [r.model for r in results], [r.summary() for r in results], class_names, config, combine, embedding
+    )
+
+
+def ensemble_result(
+    models: Sequence[torch.nn.Module],
+    records: Sequence[dict],
+    class_names: Sequence[str],
+    config: TrainConfig,
+    combine: str = "logits",
+    embedding: str = "concat-unit",
+) -> TrainResult:
+    """Trained members and their records ({"arch", "hyperparameters", "training"}: `TrainResult.summary()`
+    or a member bundle's metadata) as one ensemble TrainResult; the members must share arch and shape."""
+    shapes = {(r["arch"], tuple(sorted(r["hyperparameters"].items()))) for r in records}
+    if len(shapes) != 1:
+        raise ValueError(f"ensemble members differ in arch or hyperparameters: {sorted(shapes)}")
+    arch, hp = records[0]["arch"], dict(records[0]["hyperparameters"])
+    seeds = [int(r["training"]["seed"]) for r in records]
+    model = ensemble.from_members(models, hp, arch, combine, embedding)
+    result = TrainResult(
+        model,
+        "classifier",
+        ensemble.ARCH,
+        ensemble.ensemble_hyperparameters(hp, seeds, arch, combine, embedding),
+        list(class_names),
+        config,
+        members=[_member_record(r) for r in records],
+    )
+    result.seconds = float(sum(r["training"].get("seconds", 0.0) for r in records))
+    return result
+
+
+def _member_record(record: dict) -> dict:
+    """A member's "training" record, plus the period search its windows came from when a bundle records
+    one other than the one it is served with (metadata "period_search_change")."""
+    out = dict(record["training"])
+    trained_with = (record.get("period_search_change") or {}).get("trained_with")
+    if trained_with:
+        out["trained_with_period_search"] = trained_with
+    return out
 
 
 def train_aegmm(

@@ -185,7 +185,7 @@ def test_onnx_embedding_output_matches_torch(real_windows, bucket) -> None:
     files = json.loads((DEFAULT_CLASSIFIER_BUNDLE / "metadata.json").read_text())["onnx"]["files"]
     session = onnxruntime.InferenceSession(str(DEFAULT_CLASSIFIER_BUNDLE / files["classifier"][str(bucket)]))
     served = session.run(["embedding"], {"x": x.numpy(), "aux": aux.numpy()})[0]
-    assert served.shape == tuple(embedding.shape) == (len(windows), bundle.model.head[0].out_channels)
+    assert served.shape == tuple(embedding.shape) == (len(windows), bundle.novelty_head.bank.shape[1])
     np.testing.assert_allclose(served, embedding.numpy(), atol=1e-5)
 
 

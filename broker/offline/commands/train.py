@@ -30,6 +30,9 @@ SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 # --period-settings: v1 is the search the shipped bundles were built with; v2 the issue-11 science
 # (PeriodSearchConfig.v2: 0.03 d, per-band model, alias-aware harmonic choice, coarse grid).
 PERIOD_SETTINGS = ("v1", "v2")
+# models.ensemble.COMBINES / EMBEDDINGS, spelled out so that parsing the command line imports no torch
+ENSEMBLE_COMBINES = ("logits", "proba")
+ENSEMBLE_EMBEDDINGS = ("concat-unit", "concat")
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
@@ -246,9 +249,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of each class's training objects carved out to fit the novelty head and the "
         "temperatures (default 1/7: 10%% of all objects); 0: fit them on the validation split",
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        default=1,
+        help="classifier: train a deep ensemble of this many networks (seeds --seed, --seed + 1, ...) "
+        "served as one (models.ensemble)",
+    )
+    parser.add_argument(
+        "--members-from",
+        nargs="+",
+        type=Path,
+        metavar="BUNDLE",
+        help="classifier: build the ensemble from these trained bundles instead of training (same data, "
+        "classes, split and period settings as this command's, else it stops)",
+    )
+    parser.add_argument(
+        "--combine",
+        choices=ENSEMBLE_COMBINES,
+        default="logits",
+        help="ensemble: average the members' logits or their probabilities",
+    )
+    parser.add_argument(
+        "--ensemble-embedding",
+        choices=ENSEMBLE_EMBEDDINGS,
+        default="concat-unit",
+        help="ensemble: the novelty head's input, the members' embeddings joined (each at unit length, "
+        "or as they are)",
+    )
     add_period_settings_argument(parser)
     add_common_arguments(parser)
     add_reader_arguments(parser)
+
+
+def member_bundles(paths: list[Path], classes: list[str], period_config, window_config, splits: dict) -> list:
+    """The trained classifier bundles of --members-from, checked to fit this run: same classes, period and
+    window settings (as configs: keys a bundle predates take their defaults), and the very train/val/test
+    ids of this run's split (else ConfigError naming why)."""
+    from models.bundle import BundleFormatError, load_bundle
+
+    ids = split_ids(splits)
+    bundles = []
+    for path in paths:
+        try:
+            bundle = load_bundle(path, with_novelty_head=False)
+        except BundleFormatError as err:
+            raise ConfigError(f"--members-from {path}: {err}") from err
+        if bundle.kind != "classifier":
+            raise ConfigError(f"--members-from {path}: a {bundle.kind!r} bundle, not a classifier")
+        if bundle.class_names != list(classes):
+            raise ConfigError(f"--members-from {path}: its classes {bundle.class_names} are not {classes}")
+        if configs_from(bundle.period_search, bundle.window) != (period_config, window_config):
+            raise ConfigError(f"--members-from {path}: its period search or window settings differ")
+        recorded = bundle.metadata.get("data", {}).get("split", {})
+        for name in ("train_ids", "val_ids", "test_ids"):
+            if sorted(map(str, recorded.get(name) or [])) != ids[name]:
+                raise ConfigError(f"--members-from {path}: its {name} differ from this run's split")
+        bundles.append(bundle)
+    return bundles
 
 
 def main(args: argparse.Namespace) -> int:
@@ -258,7 +316,14 @@ def main(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate_bundles
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_onnx
-    from models.train import TrainConfig, energy_quantiles_by_length, train_aegmm, train_classifier
+    from models.train import (
+        TrainConfig,
+        energy_quantiles_by_length,
+        ensemble_result,
+        train_aegmm,
+        train_classifier,
+        train_ensemble,
+    )
     from models.window_dataset import WindowDataset
 
     set_threads(args.threads)
@@ -286,7 +351,16 @@ def main(args: argparse.Namespace) -> int:
         config.lr = config.lr_aegmm = args.lr
     hp = {k: v for k, v in {"hidden": args.hidden, "depth": args.depth, "kernel": args.kernel}.items() if v}
     train, val, test = (splits[name].windows for name in ("train", "val", "test"))
-    if args.kind == "classifier":
+    ensemble_options = (args.combine, args.ensemble_embedding)
+    if args.kind == "classifier" and args.members_from:
+        bundles = member_bundles(args.members_from, classes, period_config, window_config, splits)
+        models, records = [b.model for b in bundles], [b.metadata for b in bundles]
+        result = ensemble_result(models, records, classes, config, *ensemble_options)
+        changes, arch = itcn.PAPER_CHANGES, result.arch
+    elif args.kind == "classifier" and args.members > 1:
+        result = train_ensemble(train, val, args.arch, classes, args.members, hp, config, *ensemble_options)
+        changes, arch = itcn.PAPER_CHANGES, result.arch
+    elif args.kind == "classifier":
         result = train_classifier(train, val, args.arch, classes, hp, config)
         changes, arch = itcn.PAPER_CHANGES, args.arch
     else:
