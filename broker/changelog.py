@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from broker.config import KafkaConfig, StoreConfig
 from broker.errors import ConfigError, VarstreamError
+from broker.topic_reader import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +125,16 @@ def read_partition(
         if start >= high:
             return 0
         consumer.assign([TopicPartition(topic, partition, start)])
-        last_progress = time.monotonic()
         position = start
-        while position < high:
-            chunk: list[tuple[str, bytes | None]] = []
-            for msg in consumer.consume(READ_CHUNK, 0.1):
-                err = msg.error()
-                if err is not None:
-                    if err.code() != KafkaError._PARTITION_EOF:
-                        raise VarstreamError(f"reading changelog {topic}[{partition}]: {err}")
-                    continue
-                chunk.append((msg.key().decode(), msg.value()))
-            (tp,) = consumer.position([TopicPartition(topic, partition)])
-            moved = tp.offset >= 0 and tp.offset > position
-            if chunk or moved:
-                position = max(position, tp.offset)
-                apply(chunk, position)
-                n_read += len(chunk)
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout_s:
-                raise VarstreamError(
-                    f"restoring {topic}[{partition}]: no progress for {timeout_s:g} s at offset {position} "
-                    f"of {high}"
-                )
+        what = f"restoring {topic}[{partition}]"
+        for records, positions in read_to_end(
+            consumer, topic, {partition: high}, timeout_s, what, READ_CHUNK, 0.1
+        ):
+            now = positions.get(partition, position)
+            if records or now > position:
+                position = max(position, now)
+                apply([(msg.key().decode(), msg.value()) for msg in records], position)
+                n_read += len(records)
     finally:
         consumer.close()
     return n_read

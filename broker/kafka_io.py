@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,8 +32,9 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from broker.config import KafkaConfig
-from broker.errors import ConfigError, DecodeError, DeliveryError, VarstreamError
+from broker.errors import ConfigError, DecodeError, DeliveryError
 from broker.kafka_log import KafkaClientLog
+from broker.topic_reader import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -385,35 +385,12 @@ def read_snapshot(
             if high > low:
                 pending[p] = high
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        last_progress = time.monotonic()
-        while pending:
-            messages = consumer.consume(500, timeout=0.5)
-            at_end = set()
-            for msg in messages:
-                if msg.error() is not None:
-                    if msg.error().code() != KafkaError._PARTITION_EOF:
-                        raise VarstreamError(f"reading {topic!r}: {msg.error()}")
-                    if msg.offset() >= pending.get(msg.partition(), 0):  # EOF offset: past any txn marker
-                        at_end.add(msg.partition())
-                    continue
-                if msg.offset() >= pending.get(msg.partition(), -1):
-                    continue  # produced after the snapshot began
+        for records, _ in read_to_end(consumer, topic, pending, timeout_s, f"reading {topic!r}"):
+            for msg in records:
                 try:
                     snapshot.records.append(decode(msg.value()))
                 except DecodeError as exc:
                     snapshot.undecodable[exc.reason] += 1
-            positions = consumer.position([TopicPartition(topic, p) for p in pending])
-            done = [tp.partition for tp in positions if tp.offset >= pending[tp.partition]]
-            done += [p for p in at_end if p in pending and p not in done]
-            for p in done:
-                del pending[p]
-            if messages or done:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout_s:
-                raise VarstreamError(
-                    f"no progress reading {topic!r} for {timeout_s:g} s; partitions not at their end "
-                    f"offsets: {dict(pending)}"
-                )
     finally:
         consumer.close()
     return snapshot
