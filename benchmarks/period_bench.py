@@ -120,7 +120,8 @@ def recovery(found: np.ndarray, true: np.ndarray) -> dict:
     near = {k: float(np.mean(np.abs(ratio / m - 1) < TOLERANCE)) for k, m in (("x2", 2), ("x0.5", 0.5))}
     shifts = np.array([k * d for k in (-2, -1, 1, 2) for d in (1.0, 1.0027379)])
     alias_f = np.abs(1 / true[:, None] + shifts[None, :])
-    alias = np.any(np.abs((1 / found)[:, None] / alias_f - 1) < TOLERANCE, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # an alias at 0 c/d (P = 1/2 d, k = -2)
+        alias = np.any(np.abs((1 / found)[:, None] / alias_f - 1) < TOLERANCE, axis=1)
     within = float(np.mean(np.abs(ratio - 1) < TOLERANCE))
     return {"n": len(ratio), "within_1pct": within, **near, "daily_alias": float(np.mean(alias))}
 
