@@ -34,7 +34,7 @@ from models.windows import Windows
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: coarse-to-fine searches nominate peaks with the classical periodogram
+CACHE_VERSION = 3  # 2: coarse passes nominate with the classical periodogram; 3: refit without sparse bands
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "windows"
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CRTS_ARCHIVE = SHARED_DATA / "crts_kvmu" / "raw-lc_17-05-2017_1615.tar.xz"

@@ -39,13 +39,15 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     """Choose among the top peaks, their daily aliases and their doubled periods by BIC.
 
     Each candidate frequency f is fitted with `harmonic_terms` harmonics (per band; fewer when a band is
-    sparse) and its 2P version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
+    sparse; a band too sparse for the densest band's model is left out: `refit_bands`) and its 2P
+    version (f/2) with twice as many, so 2P wins only when the odd harmonics (unequal
     eclipses, unequal maxima) lower chi^2 by more than the BIC penalty for the extra parameters.
     Candidates are polished to their local chi^2 minimum. Periods (P or 2P) that repeat fewer than
     `config.min_cycles` times over the baseline are not candidates; but when the highest peak is such a
     slow one and the chosen period's peak is not significant (FAP >= SIGNIFICANT), the slow peak is kept,
     as it is when no peak repeats. Returns (choice, frequencies evaluated)."""
-    # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest band
+    all_bands, bands = bands, refit_bands(bands, config.harmonic_terms)
+    # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest refitted band
     sparsest = min(len(t) for t, _, _ in bands)
     terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
     fmin, fmax = p.grid.f0, p.grid.fmax
@@ -119,12 +121,24 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     others = [f for sc, f in sorted(ranked, key=lambda r: r[0]) if np.isfinite(sc)]
     others = [f for f in others if abs(f / f_best - 1) > DIFFERENT]
     runner = float(others[0]) if others else math.nan
-    peak_power = float(harmonic.power(bands, np.array([base[chosen]]))[0])
+    peak_power = float(harmonic.power(all_bands, np.array([base[chosen]]))[0])
     if peak_freq[0] < f_repeats and not significant(p, peak_power):
         # nothing that repeats stands out: the strongest peak, slow as it is, says more (a trend)
-        slow_power = float(harmonic.power(bands, peak_freq[:1])[0])
+        slow_power = float(harmonic.power(all_bands, peak_freq[:1])[0])
         return Choice(float(peak_freq[0]), slow_power, float(f_best)), evaluations
     return Choice(float(f_best), peak_power, runner), evaluations
+
+
+def refit_bands(bands: list, harmonic_terms: int) -> list:
+    """The bands the refit uses: those with 3 points per parameter of the densest band's 2P model.
+
+    A band of a few points (6-30 V epochs beside 50 I) would cap every band at 1-2 harmonics, underfit
+    a Cepheid's shape and let the 2P model win; it constrains the shared frequency little anyway. All
+    bands when none qualifies."""
+    densest = max(len(t) for t, _, _ in bands)
+    terms = max(1, min(harmonic_terms, (densest // 3 - 1) // 4))
+    kept = [band for band in bands if len(band[0]) >= 3 * (4 * terms + 1)]
+    return kept or bands
 
 
 def significant(p: Prepared, power: float) -> bool:

@@ -10,6 +10,7 @@ import pytest
 from astropy.timeseries import LombScargleMultiband
 
 from broker.period import FrequencyGrid, PeriodSearchConfig, search_periods
+from broker.period.choice import refit_bands
 from broker.period.search import periodogram
 from models.lightcurve import LightCurve
 from tests.unit.test_period import FAST, eclipsing, sinusoid, survey_times
@@ -166,3 +167,33 @@ def test_default_settings_are_the_first_bundles_search_bit_for_bit():
             power[best], method="baluev", maximum_frequency=grid.fmax
         )
         assert result.false_alarm_probability == pytest.approx(fap, rel=1e-4, abs=1e-300)
+
+
+def test_the_refit_leaves_out_a_band_too_sparse_for_the_dense_bands_model():
+    band = lambda n: (np.arange(n, dtype=float), np.zeros(n), np.ones(n))  # noqa: E731
+    dense, sparse, close = band(50), band(12), band(40)
+    # 50 points: 3 harmonics, whose 2P model (13 parameters) needs 39 points in each refitted band
+    assert [len(b[0]) for b in refit_bands([dense, sparse], 3)] == [50]
+    assert [len(b[0]) for b in refit_bands([dense, close], 3)] == [50, 40]
+    assert refit_bands([sparse], 3)[0] is sparse  # nothing qualifies: every band
+
+
+def test_a_sparse_second_band_does_not_double_a_cepheid():
+    """50 I-band epochs of a Cepheid-like sawtooth beside 6 V epochs. With the V band in the refit, every band
+    was capped at one harmonic and the 2P model won on this curve (2 × 3.1416 d was published)."""
+    period, rng = 3.1416, np.random.default_rng(4)
+
+    def shape(t: np.ndarray, amp: float) -> np.ndarray:
+        phase = 2 * np.pi * t / period
+        return amp * (np.sin(phase) + 0.4 * np.sin(2 * phase + 1.0) + 0.2 * np.sin(3 * phase + 2.0))
+
+    t_i = np.sort(rng.uniform(0, 2000, 50))
+    t_v = np.sort(rng.uniform(0, 2000, 6))
+    lc = LightCurve.from_arrays(
+        np.r_[t_i, t_v],
+        np.r_[15 + shape(t_i, 0.3), 15.8 + shape(t_v, 0.45)] + rng.normal(0, 0.02, 56),
+        np.full(56, 0.02),
+        np.r_[np.full(50, "I", object), np.full(6, "V", object)],
+    )
+    (result,) = search_periods([lc], V2)
+    assert result.period_days == pytest.approx(period, rel=0.01)
