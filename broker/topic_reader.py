@@ -44,12 +44,18 @@ def read_to_end(
                 continue
             if msg.offset() < pending.get(msg.partition(), -1):
                 records.append(msg)
+        # EOF at or past the end: every record below it was delivered, so the partition stands at its end
+        reached = [(p, pending[p]) for p in at_end & pending.keys()]
+        reached += [
+            (tp.partition, min(tp.offset, pending[tp.partition]))
+            for tp in consumer.position([TopicPartition(topic, p) for p in pending])
+            if tp.offset >= 0
+        ]
         moved = False
-        for tp in consumer.position([TopicPartition(topic, p) for p in pending]):
-            if tp.offset >= 0 and min(tp.offset, pending[tp.partition]) > positions.get(tp.partition, -1):
-                positions[tp.partition] = min(tp.offset, pending[tp.partition])
-                moved = True
-        done = {p for p in pending if positions.get(p, -1) >= pending[p]} | (at_end & pending.keys())
+        for p, offset in reached:
+            if offset > positions.get(p, -1):
+                positions[p], moved = offset, True
+        done = {p for p in pending if positions.get(p, -1) >= pending[p]}
         yield records, dict(positions)
         for p in done:
             del pending[p]

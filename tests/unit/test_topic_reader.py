@@ -55,6 +55,7 @@ def test_a_partition_ends_at_eof_past_its_end_even_before_its_position_says_so()
     consumer = _Consumer([([_Msg(1, 3), _Msg(1, 4, eof=True)], {1: -1001})])
     out = list(read_to_end(consumer, "t", {1: 4}, 5.0, "reading t"))
     assert len(out) == 1 and [m.offset() for m in out[0][0]] == [3]
+    assert out[0][1] == {1: 4}  # a restore records the end as applied, not the stale position
 
 
 def test_no_progress_for_the_timeout_raises_naming_the_read():
