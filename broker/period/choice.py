@@ -47,9 +47,7 @@ def harmonic_choice(p: Prepared, bands, peak_freq: np.ndarray, config: PeriodSea
     slow one and the chosen period's peak is not significant (FAP >= SIGNIFICANT), the slow peak is kept,
     as it is when no peak repeats. Returns (choice, frequencies evaluated)."""
     all_bands, bands = bands, refit_bands(bands, config.harmonic_terms)
-    # at least 3 points per parameter of the 2P model (4·terms + 1 per band) in the sparsest refitted band
-    sparsest = min(len(t) for t, _, _ in bands)
-    terms = max(1, min(config.harmonic_terms, (sparsest // 3 - 1) // 4))
+    terms = supported_terms(min(len(t) for t, _, _ in bands), config.harmonic_terms)
     fmin, fmax = p.grid.f0, p.grid.fmax
     # the lowest frequency that repeats min_cycles times over the baseline (waived when no peak does)
     f_repeats = config.min_cycles / max(float(np.ptp(p.t)), 1e-9)
@@ -135,10 +133,15 @@ def refit_bands(bands: list, harmonic_terms: int) -> list:
     A band of a few points (6-30 V epochs beside 50 I) would cap every band at 1-2 harmonics, underfit
     a Cepheid's shape and let the 2P model win; it constrains the shared frequency little anyway. All
     bands when none qualifies."""
-    densest = max(len(t) for t, _, _ in bands)
-    terms = max(1, min(harmonic_terms, (densest // 3 - 1) // 4))
+    terms = supported_terms(max(len(t) for t, _, _ in bands), harmonic_terms)
     kept = [band for band in bands if len(band[0]) >= 3 * (4 * terms + 1)]
     return kept or bands
+
+
+def supported_terms(n_points: int, harmonic_terms: int) -> int:
+    """Harmonics (1 to `harmonic_terms`) a band of n_points supports: at least 3 points per parameter of
+    its 2P model (4·terms + 1: offset, and 2·terms harmonics at f/2)."""
+    return max(1, min(harmonic_terms, (n_points // 3 - 1) // 4))
 
 
 def significant(p: Prepared, power: float) -> bool:
