@@ -127,7 +127,8 @@ class RunConfig:
     """How long a run lasts and what it leaves behind (for demos, replays and tests)."""
 
     summary_path: str = ""  # JSON of the run's counts, written at exit
-    idle_exit_s: float = 0.0  # exit cleanly after this long without messages (0 = run forever)
+    # exit cleanly after this long without messages, once the group has nothing unread (0 = run forever)
+    idle_exit_s: float = 0.0
     max_alerts: int = 0  # exit cleanly after this many alerts (0 = no limit)
     # "ceiling" (benchmarks only): consume, decode and commit; nothing stored or classified, each decoded
     # alert skipped as ceiling_mode. The bench divides the plugin's rate by this one.

@@ -194,6 +194,34 @@ class KafkaIO:
         )
         return {(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else -1 for tp in tps}
 
+    def unread_elsewhere(self, assigned: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Input partitions not assigned here whose group-committed offset is short of their end: how many
+        messages each still holds (a dead member's partitions wait there until the group reassigns them)."""
+        topics = self.consumer.list_topics(timeout=self.config.connect_timeout_s).topics
+        others = [
+            (t, p) for t in self.config.input_topics if t in topics for p in topics[t].partitions
+            if (t, p) not in assigned
+        ]  # fmt: skip
+        if not others:
+            return {}
+        unread = {}
+        for (t, p), committed in self.committed(others).items():
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(t, p), timeout=self.config.connect_timeout_s, cached=False
+            )
+            left = high - max(committed, low)
+            if left > 0:
+                unread[(t, p)] = left
+        return unread
+
+    def rebalance_wait_s(self) -> float:
+        """How long the group may take to notice a dead member and hand its partitions on: the session
+        timeout, one heartbeat to learn of the rebalance, and the join itself."""
+        conf = self.config.consumer_config
+        session = float(conf.get("session.timeout.ms", 45_000)) / 1000
+        heartbeat = float(conf.get("heartbeat.interval.ms", 3_000)) / 1000
+        return session + heartbeat + 5.0
+
     def dead_letter(self, msg: InputMessage, reason: str, message: str) -> None:
         headers = [
             (DLQ_HEADER_REASON, reason.encode()),

@@ -27,6 +27,7 @@ from broker.config import Config
 from broker.errors import DecodeError, UnusableAlert
 from broker.health import Health
 from broker.history import HistoryPolicy
+from broker.idle_exit import IdleExit
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
 from broker.metrics import Metrics
 from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
@@ -146,7 +147,7 @@ class Pipeline:
             on_connectivity=lambda up: self.metrics.kafka_broker_up.set(1 if up else 0),
         )
         self._io = io
-        idle_since = time.monotonic()
+        idle_exit = IdleExit(self.config.run.idle_exit_s)
         self.health.running()
         try:
             while not self._stop:
@@ -156,16 +157,10 @@ class Pipeline:
                 if batch:  # idle polls would drown the stage's real cost
                     self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
                 else:
-                    idle = self.config.run.idle_exit_s
-                    # Idle only counts while there is something to read, and from the latest assignment:
-                    # partitions taken over from a dead member have not been read yet.
-                    if not self._assigned or self._assigned_at > idle_since:
-                        idle_since = time.monotonic()
-                    elif idle > 0 and time.monotonic() - idle_since > idle:
-                        log.info("no messages for %.1f s: stopping", idle)
+                    if idle_exit.due(io, self._assigned, self._assigned_at):
                         break
                     continue
-                idle_since = time.monotonic()
+                idle_exit.busy()
                 self.process(batch, io)
                 limit = self.config.run.max_alerts
                 if limit and self.summary.alerts_in >= limit:
