@@ -33,7 +33,7 @@ demo: $(VENV)/.installed kafka
 
 test: $(VENV)/.installed kafka prometheus
 	$(PY) -m ruff check .
-	$(PY) -m pytest -ra
+	$(PY) -m pytest -ra --durations=15
 
 bench: $(VENV)/.installed kafka
 	$(PY) benchmarks/run.py --out $(OUT)/bench
