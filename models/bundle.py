@@ -112,7 +112,7 @@ def run_model(
             scale = 1.0 if temperature is None else temperature.scale(length)
             proba[index] = torch.softmax(logits.double() / scale, dim=-1)[:keep].cpu().numpy()
             if head is not None:
-                score[index] = head.score(embedding[:keep].double().cpu().numpy())
+                score[index] = head.score(embedding[:keep].double().cpu().numpy(), windows.aux[index])
         else:
             out = model(torch.as_tensor(x, dtype=torch.float32, device=device), aux)
             proba[index] = torch.softmax(out.logits.double(), dim=-1)[:keep].cpu().numpy()

@@ -12,6 +12,9 @@ training class in turn plays it (leave-one-class-out: the bank without that clas
 split as the unseen set against the other classes' objects), and the k with the best mean ROC AUC wins.
 The grid, each k's proxy AUC and p95 recall, and the known objects of that split flagged at p95, are
 recorded in the head's metadata ("k_selection").
+
+The weight of the period–amplitude component (`models.period_amplitude`) is chosen the same way
+(`select_plane_weight`); a weight of 0 leaves the head the embedding distance alone.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from models.bundle import Bundle, resolve_device
 from models.bundle_format import N_ENERGY_QUANTILES, EnergyRanks, length_groups
 from models.evaluate import longest_windows
 from models.itcn import window_tensors
-from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, unit_rows
+from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, PlaneComponent, unit_rows
+from models.period_amplitude import PeriodAmplitudeDensity, tail
 from models.train import cut_batches, cut_lengths
 from models.windows import Windows
 
 MAX_CALIBRATION_WINDOWS = 4000  # per length
 K_GRID = (5, 10, 20, 50, 100)
+WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5)  # of the period–amplitude component
 log = logging.getLogger(__name__)
 
 
@@ -59,11 +64,16 @@ def embed_windows(model: torch.nn.Module, windows: Windows, device: str = "cpu",
 
 def cut_embeddings(
     model: torch.nn.Module, windows: Windows, length: int, rng, max_windows: int, device: str = "cpu"
-) -> np.ndarray:
-    """Embeddings of up to `max_windows` windows holding >= `length` points, each cut to `length` points."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, aux) of up to `max_windows` windows holding >= `length` points, each cut to `length`."""
     _, batches = cut_batches(windows, length, rng, max_windows)
-    parts = [embed_arrays(model, x, aux, device) for x, aux in batches]
-    return np.concatenate(parts) if parts else np.zeros((0, 0))
+    embeddings, auxes = [], []
+    for x, aux in batches:
+        embeddings.append(embed_arrays(model, x, aux, device))
+        auxes.append(aux)
+    if not embeddings:
+        return np.zeros((0, 0)), np.zeros((0, windows.aux.shape[1]))
+    return np.concatenate(embeddings), np.concatenate(auxes)
 
 
 def fit_knn_head(
@@ -75,12 +85,15 @@ def fit_knn_head(
     device: str = "cpu",
     calibration_name: str = "val",
     k_grid: Sequence[int] = K_GRID,
+    weight_grid: Sequence[float] = WEIGHT_GRID,
 ) -> KnnNoveltyHead:
     """The k-NN head of a classifier bundle: bank from `train`, per-length percentiles from `calibration`.
 
     train/calibration: labelled windows of the bundle's training and calibration splits (by object);
     calibration_name names the latter in the metadata ("calibration", or "val" for older bundles).
     k: the neighbour rank; None chooses it from `k_grid` on the calibration split (`select_k`).
+    weight_grid: weights of the period–amplitude component to choose from (`select_plane_weight`); (0,)
+    fits the embedding distance alone.
     """
     if bundle.kind != "classifier":
         raise ValueError(f"a novelty head belongs to a classifier bundle, got a {bundle.kind!r} bundle")
@@ -93,11 +106,11 @@ def fit_knn_head(
     rng = np.random.default_rng(seed)
     bank = unit_rows(embed_windows(model, train, target))
     calibration_units = unit_rows(embed_windows(model, calibration, target))
-    cuts = {}
+    cuts, cut_aux = {}, {}
     for length in cut_lengths(bundle.window):
-        cut = cut_embeddings(model, calibration, length, rng, MAX_CALIBRATION_WINDOWS, target)
+        cut, aux = cut_embeddings(model, calibration, length, rng, MAX_CALIBRATION_WINDOWS, target)
         if len(cut):
-            cuts[length] = cut
+            cuts[length], cut_aux[length] = cut, aux
     model.to(home)
     if k is None:
         k, selection = select_k(
@@ -111,13 +124,28 @@ def fit_knn_head(
         )
         k = selection["chosen"] = len(bank)
     grid = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
-    scores = kth_distances(calibration_units, bank, [k])[:, 0]
+    distances = kth_distances(calibration_units, bank, [k])[:, 0]
+    weight, plane_selection = select_plane_weight(
+        bank, train, calibration_units, calibration, k, weight_grid, calibration_name
+    )
+    plane = None
+    if weight > 0:
+        density = PeriodAmplitudeDensity.fit(train.aux, train.object_ids)
+        plane_quantiles = np.percentile(density.score(calibration.aux), grid)
+        plane = PlaneComponent(
+            density, weight, np.percentile(distances, grid), plane_quantiles, plane_selection
+        )
+
+    def scored(distance: np.ndarray, aux: np.ndarray) -> np.ndarray:
+        return distance if plane is None else plane.join(distance, aux)
+
+    scores = scored(distances, calibration.aux)
     by_length = {
-        length: np.percentile(kth_distances(unit_rows(cut), bank, [k])[:, 0], grid)
+        length: np.percentile(scored(kth_distances(unit_rows(cut), bank, [k])[:, 0], cut_aux[length]), grid)
         for length, cut in cuts.items()
     }
     info = {
-        "name": f"{bundle.name}-{METHOD}{k}",
+        "name": f"{bundle.name}-{METHOD}{k}" + ("-pa" if plane is not None else ""),
         "version": bundle.version,
         "embedding": "iTCN penultimate features mean-pooled over phases, scaled to unit length",
         "bank_windows": len(train),
@@ -132,7 +160,61 @@ def fit_knn_head(
         "fit_seconds": round(time.perf_counter() - started, 2),
         "reference": "Sun, Ming, Zhu & Li 2022, Out-of-distribution detection with deep nearest neighbors",
     }
-    return KnnNoveltyHead(bank, k, np.percentile(scores, grid), by_length, info)
+    if plane is None:
+        info["period_amplitude_selection"] = plane_selection
+    return KnnNoveltyHead(bank, k, np.percentile(scores, grid), by_length, info, plane)
+
+
+def select_plane_weight(
+    bank: np.ndarray,
+    train: Windows,
+    calibration_units: np.ndarray,
+    calibration: Windows,
+    k: int,
+    weight_grid: Sequence[float] = WEIGHT_GRID,
+    split_name: str = "val",
+) -> tuple[float, dict]:
+    """The period–amplitude weight of the grid with the best mean leave-one-class-out ROC AUC.
+
+    As `select_k`: each training class in turn leaves both banks (its windows' embeddings, its objects'
+    points in the plane), and its calibration objects are the unseen set. The tail tables come from the
+    known classes' calibration windows. Ties go to the smaller weight; 0 means no plane component.
+    """
+    bank_labels = np.asarray(train.labels).astype(str)
+    labels = np.asarray(calibration.labels).astype(str)
+    classes = [c for c in np.unique(bank_labels) if (labels == c).any()]
+    weights = sorted({float(w) for w in weight_grid} | {0.0})
+    if len(classes) < 2 or len(weights) == 1:
+        return 0.0, {"method": "none (too few classes to choose, or no weight to try)", "chosen": 0.0}
+    object_ids = np.asarray(calibration.object_ids)
+    grid = np.linspace(0.0, 100.0, N_ENERGY_QUANTILES)
+    auc = np.zeros((len(classes), len(weights)))
+    for row, name in enumerate(classes):
+        keep = bank_labels != name
+        distance = kth_distances(calibration_units, bank[keep], [min(k, int(keep.sum()))])[:, 0]
+        density = PeriodAmplitudeDensity.fit(train.aux[keep], np.asarray(train.object_ids)[keep])
+        plane = density.score(calibration.aux)
+        unseen = labels == name
+        distance_tail = tail(distance, np.percentile(distance[~unseen], grid))
+        plane_tail = tail(plane, np.percentile(plane[~unseen], grid))
+        for col, weight in enumerate(weights):
+            joined = (1.0 - weight) * distance_tail + weight * plane_tail
+            known_scores = _object_means(object_ids[~unseen], joined[~unseen])
+            unseen_scores = _object_means(object_ids[unseen], joined[unseen])
+            truth = np.r_[np.zeros(len(known_scores)), np.ones(len(unseen_scores))]
+            auc[row, col] = roc_auc_score(truth, np.r_[known_scores, unseen_scores])
+    mean_auc = auc.mean(axis=0)
+    best = int(np.argmax(mean_auc))  # ties: the smallest weight
+    record = {
+        "method": f"leave-one-class-out on the {split_name} split: mean ROC AUC of the joined score",
+        "split": split_name,
+        "grid": {str(w): round(float(mean_auc[i]), 4) for i, w in enumerate(weights)},
+        "chosen": weights[best],
+    }
+    log.info(
+        "novelty head: period–amplitude weight %s (leave-one-class-out AUC %s)", weights[best], record["grid"]
+    )
+    return weights[best], record
 
 
 def kth_distances(units: np.ndarray, bank: np.ndarray, ks: Sequence[int]) -> np.ndarray:

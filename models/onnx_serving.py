@@ -177,7 +177,7 @@ class OnnxBundle:
             if energy is not None:
                 energy[index] = self._energy(outputs[0][:keep]).astype(np.float32)  # as torch: float32
             if score is not None:
-                score[index] = self.novelty_head.score(outputs[0][:keep])
+                score[index] = self.novelty_head.score(outputs[0][:keep], windows.aux[index])
         return Prediction(proba=proba, energy=energy, novelty_score=score)
 
     def novelty_percentile(self, score: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:

@@ -75,7 +75,8 @@ def test_head_round_trips_through_the_bundle_and_refuses_other_weights(tmp_path)
 
     clf_path, _ = make_untrained_bundles(tmp_path, class_names=["sine", "sawtooth", "eclipse"])
     bundle = load_bundle(clf_path)
-    bundle.novelty_head = fit_knn_head(bundle, synthetic_windows(80, seed=1), mixed_windows(40, seed=2), k=5)
+    train, calibration = synthetic_windows(80, seed=1), mixed_windows(40, seed=2)
+    bundle.novelty_head = fit_knn_head(bundle, train, calibration, k=5, weight_grid=(0.0,))  # plain head
     save_bundle(bundle, clf_path)
     assert (clf_path / NOVELTY_HEAD_FILE).is_file()
     windows = mixed_windows(30, seed=4)

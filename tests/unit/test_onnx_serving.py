@@ -39,6 +39,10 @@ PROBA_ATOL = 1e-5  # float32 networks in two runtimes: differences are ~1e-7
 ENERGY_RTOL = 1e-4
 ENERGY_ATOL = 1e-4  # nats: float32 log-sum-exp in two runtimes differs by ~5e-5 where an energy is near 0
 SCORE_ATOL = 1e-5  # k-NN distances of unit embeddings (0..2) from float32 embeddings
+# The head joins that distance with the period–amplitude score on a -log(1 - F) scale (0..7), F read off
+# piecewise-linear quantile tables: where quantiles crowd, the slope stretches float32 distance
+# differences (1e-6 to 1e-5) tens of times. Percentiles, what is published, are compared tighter below.
+SCORE_RTOL = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,9 @@ def test_engines_give_the_same_probabilities_and_energies(real_windows, bucket) 
         if reference.energy is not None:
             np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL, atol=ENERGY_ATOL)
         if reference.novelty_score is not None:
-            np.testing.assert_allclose(served.novelty_score, reference.novelty_score, atol=SCORE_ATOL)
+            np.testing.assert_allclose(
+                served.novelty_score, reference.novelty_score, rtol=SCORE_RTOL, atol=SCORE_ATOL
+            )
 
 
 def test_runtimes_answer_alike_for_every_object(real_windows, torch_runtime, onnx_runtime) -> None:
@@ -105,7 +111,7 @@ def test_batched_novelty_percentiles_match_one_object_at_a_time(real_windows, on
         if onnx_runtime.uses_head:  # the classifier's k-NN head answers novelty (float32 distances)
             energy = onnx_runtime.classifier.predict(windows).novelty_score.mean()
             one = onnx_runtime.classifier.novelty_percentile(np.array([answer.novelty_energy]), length)
-            assert answer.novelty_energy == pytest.approx(energy, abs=SCORE_ATOL)
+            assert answer.novelty_energy == pytest.approx(energy, rel=SCORE_RTOL, abs=SCORE_ATOL)
         else:
             energy = onnx_runtime.novelty.predict(windows).energy.mean()
             one = onnx_runtime.novelty.energy_percentile(np.array([answer.novelty_energy]), length)
@@ -164,7 +170,9 @@ def test_export_of_a_new_bundle_serves_like_torch(tmp_path) -> None:
         if reference.energy is not None:
             np.testing.assert_allclose(served.energy, reference.energy, rtol=ENERGY_RTOL, atol=ENERGY_ATOL)
     served = OnnxBundle(clf_path).predict(windows).novelty_score
-    np.testing.assert_allclose(served, classifier.predict(windows).novelty_score, atol=SCORE_ATOL)
+    np.testing.assert_allclose(
+        served, classifier.predict(windows).novelty_score, rtol=SCORE_RTOL, atol=SCORE_ATOL
+    )
     assert np.isfinite(served).all()
 
 

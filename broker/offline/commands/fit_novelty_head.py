@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="neighbour rank of the score (default: chosen on the calibration split by novelty_fit.select_k)",
     )
+    parser.add_argument(
+        "--period-amplitude-weights",
+        type=_weights,
+        help="weights of the period–amplitude component to choose from on the calibration split (default "
+        "0,0.1,0.2,0.3,0.5; 0 alone: embedding distance only)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
     add_common_arguments(parser)
     add_reader_arguments(parser)
@@ -64,7 +70,10 @@ def main(args: argparse.Namespace) -> int:
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
     name, part = calibration_split(splits)
-    head = fit_knn_head(bundle, splits["train"].windows, part.windows, args.k, args.seed, args.device, name)
+    weights = {"weight_grid": args.period_amplitude_weights} if args.period_amplitude_weights else {}
+    head = fit_knn_head(
+        bundle, splits["train"].windows, part.windows, args.k, args.seed, args.device, name, **weights
+    )
     bundle.novelty_head = head
     temperature = fit_temperatures(bundle, part.windows, args.seed, args.device, name)
     attach(bundle, temperature)
@@ -74,6 +83,11 @@ def main(args: argparse.Namespace) -> int:
         f"{path}: novelty head {head.name} (k {head.k}: {head.info['k_selection']['method']}; "
         f"bank {len(head.bank)} training windows, calibrated "
         f"on {head.info['calibration']['n_windows']} {name} windows) in {head.info['fit_seconds']} s"
+    )
+    plane = head.plane
+    print(
+        f"{path}: period–amplitude component "
+        + (f"weight {plane.weight} ({len(plane.density.bank)} training objects)" if plane else "not used")
     )
     scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
     scales = scales or f"none (too few {name} windows: T = 1)"
@@ -94,3 +108,13 @@ def _splits(args: argparse.Namespace, bundle) -> dict:
             "(other data, or other window settings): the head would be calibrated on training objects"
         )
     return splits
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        weights = tuple(float(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"comma-separated weights in [0, 1], got {text!r}") from None
+    if not all(0.0 <= w <= 1.0 for w in weights):
+        raise argparse.ArgumentTypeError(f"weights must lie in [0, 1], got {text!r}")
+    return weights
