@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     broker, bootstrap = None, args.bootstrap
     if args.local_kafka:
-        from broker.offline.local_kafka import LocalKafka, find_kafka_libs
+        from broker.offline.kafka_node import find_kafka_libs
+        from broker.offline.local_kafka import LocalKafka
 
         broker = LocalKafka(libs_dir=find_kafka_libs())
         broker.start()

@@ -116,7 +116,8 @@ def restore_kafka(records: list, folder: Path, config: StoreConfig) -> dict:
     from confluent_kafka import Producer
 
     from broker.changelog import read_partition
-    from broker.offline.local_kafka import LocalKafka, find_kafka_libs
+    from broker.offline.kafka_node import find_kafka_libs
+    from broker.offline.local_kafka import LocalKafka
 
     with LocalKafka(libs_dir=find_kafka_libs()) as kafka:
         topic = "bench-changelog"

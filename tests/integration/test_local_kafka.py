@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from broker.errors import ConfigError
-from broker.offline.local_kafka import LocalKafka, find_kafka_libs, port_is_free
+from broker.offline.kafka_node import find_kafka_libs, port_is_free
+from broker.offline.local_kafka import LocalKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from broker.offline.local_kafka import LocalKafka, find_kafka_libs
+from broker.offline.kafka_node import find_kafka_libs
+from broker.offline.local_kafka import LocalKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
