@@ -138,7 +138,7 @@ def restore_kafka(records: list, folder: Path, config: StoreConfig) -> dict:
         produce_s = time.perf_counter() - started
         part = StorePartition(folder / "kafka-restored.sqlite", config)
         started = time.perf_counter()
-        n = read_partition(kafka.bootstrap_servers, topic, 0, 0, part.apply_changelog, False, 60.0)
+        n, _ = read_partition(kafka.bootstrap_servers, topic, 0, 0, part.apply_changelog, False, 60.0)
         restore_s = time.perf_counter() - started
         part.close()
     return {"records": n, "produce_s": produce_s, "restore_s": restore_s}

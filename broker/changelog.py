@@ -99,8 +99,11 @@ def read_partition(
     apply: Callable[[list[tuple[str, bytes | None]], int], None],
     read_committed: bool,
     timeout_s: float,
-) -> int:
-    """Apply the partition's records from `start_offset` up to its end offset at the call; the count read.
+    deadline: float | None = None,
+) -> tuple[int, bool]:
+    """Apply the partition's records from `start_offset` up to its end offset at the call: (the count
+    read, whether the end was reached). With a `deadline` (time.monotonic()) it returns after the first
+    chunk applied past it, unfinished; the next call continues from the applied offset.
 
     `apply(records, next_offset)` gets chunks of (objectId, value or None) in offset order. A start past
     the end raises ChangelogReset; `timeout_s` without progress raises VarstreamError (e.g. a dead
@@ -123,7 +126,7 @@ def read_partition(
             raise ChangelogReset(f"{topic}[{partition}] ends at {high}, before applied offset {start_offset}")
         start = max(start_offset, low)
         if start >= high:
-            return 0
+            return 0, True
         consumer.assign([TopicPartition(topic, partition, start)])
         position = start
         what = f"restoring {topic}[{partition}]"
@@ -135,6 +138,8 @@ def read_partition(
                 position = max(position, now)
                 apply([(msg.key().decode(), msg.value()) for msg in records], position)
                 n_read += len(records)
+            if deadline is not None and time.monotonic() > deadline:
+                return n_read, False
     finally:
         consumer.close()
-    return n_read
+    return n_read, True

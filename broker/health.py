@@ -3,7 +3,8 @@
 A live HTTP thread says nothing about a stuck consumer loop, so liveness is a heartbeat: the loop beats on
 every poll and after every pipeline stage, and /healthz fails once it has been silent for `stall_after_s`.
 Readiness means the models are loaded and the consumer is running; it drops when the process is stopping
-and while store partitions are being restored from their changelog (the instance answers nothing then).
+and while store partitions are being restored from their changelog (their alerts wait; the instance's
+other partitions keep flowing).
 """
 
 from __future__ import annotations

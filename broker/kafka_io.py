@@ -1,6 +1,6 @@
 """Thin typed wrappers around confluent-kafka: the pipeline, replay, demo, report and evaluate-stream reach
-Kafka only through here (broker.offline.local_kafka, which runs the development broker itself, is the
-exception).
+Kafka only through here and `broker.kafka_views` (topic snapshots and group progress read from outside
+the loop); broker.offline.local_kafka, which runs the development broker itself, is the exception.
 
 The delivery guarantee is decided in one place, `KafkaIO.commit`, whose numbered steps follow the usual
 order: flush the producer (annotations and dead letters, then the store's changelog records) → raise any
@@ -14,15 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
-    ConsumerGroupState,
     KafkaError,
     KafkaException,
     Message,
@@ -32,9 +28,8 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient
 
 from broker.config import KafkaConfig
-from broker.errors import ConfigError, DecodeError, DeliveryError
+from broker.errors import ConfigError, DeliveryError
 from broker.kafka_log import KafkaClientLog
-from broker.topic_reader import read_to_end
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +131,18 @@ class KafkaIO:
             self.producer.init_transactions(config.connect_timeout_s)
         self.consumer.subscribe(list(config.input_topics), on_assign=self._assigned, on_revoke=self._revoked)
         self._in_transaction = False
+        self._held: set[tuple[str, int]] = set()  # assigned partitions whose input waits (store restoring)
+        self._to_pause: set[tuple[str, int]] = set()  # held, not yet paused (pause needs the assignment)
 
     # -- consuming ----------------------------------------------------------------------------------
     def consume_batch(self) -> list[InputMessage]:
         """Up to batch_size messages within batch_timeout_s; non-fatal errors are logged (client retries)."""
         raw: list[Message] = self.consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+        if self._to_pause:  # assigned by now: the callback that held them ran inside this consume()
+            self.consumer.pause([TopicPartition(t, p) for t, p in self._to_pause])
+            self._to_pause.clear()
         batch = []
+        rewind: dict[tuple[str, int], int] = {}
         for msg in raw:
             err = msg.error()
             if err is not None:
@@ -150,14 +151,33 @@ class KafkaIO:
                 log.warning("consumer error (retried by the client): %s", err)
                 continue
             self.client_log.mark(True)
+            if (msg.topic(), msg.partition()) in self._held:  # fetched before the pause: read it later
+                key = (msg.topic(), msg.partition())
+                rewind[key] = min(rewind.get(key, msg.offset()), msg.offset())
+                continue
             _ts_type, ts = msg.timestamp()
             batch.append(
                 InputMessage(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), int(ts))
             )
+        for (topic, partition), offset in rewind.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
         if batch and self.exactly_once and not self._in_transaction:
             self.producer.begin_transaction()
             self._in_transaction = True
         return batch
+
+    def hold(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Read nothing of these assigned partitions until `release` (their stores are being restored)."""
+        self._held.update(partitions)
+        self._to_pause.update(partitions)
+
+    def release(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """Read these partitions again, from the first message not processed."""
+        paused = [TopicPartition(t, p) for t, p in partitions if (t, p) in self._held - self._to_pause]
+        self._held.difference_update(partitions)
+        self._to_pause.difference_update(partitions)
+        if paused:
+            self.consumer.resume(paused)
 
     # -- producing ----------------------------------------------------------------------------------
     def produce(self, topic: str, key: str | bytes | None, value: bytes, headers: list | None = None) -> None:
@@ -313,6 +333,9 @@ class KafkaIO:
         # Batches are committed before the next consume() call, which is where rebalances run:
         # nothing is in flight here, so revoking loses nothing.
         log.info("revoked %s", [(p.topic, p.partition) for p in partitions])
+        gone = {(p.topic, p.partition) for p in partitions}
+        self._held.difference_update(gone)  # a partition assigned again starts unpaused
+        self._to_pause.difference_update(gone)
         if self._on_assignment_change:
             self._on_assignment_change([(p.topic, p.partition) for p in partitions], False)
 
@@ -328,33 +351,6 @@ class KafkaIO:
                     self._on_lag(topic, int(pid), int(lag))
 
 
-def group_is_consuming(bootstrap_servers: str, group: str, timeout_s: float = 10.0) -> bool:
-    """True once consumer group `group` is stable with partitions assigned (its members are polling)."""
-    # log_level 4: no "purging unserved events" notice each time a short-lived client is dropped
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 4})
-    (future,) = admin.describe_consumer_groups([group], request_timeout=timeout_s).values()
-    try:
-        description = future.result()
-    except KafkaException:  # the group does not exist until its first member joins
-        return False
-    return description.state == ConsumerGroupState.STABLE and any(
-        m.assignment.topic_partitions for m in description.members
-    )
-
-
-def committed_messages(bootstrap_servers: str, group: str, topic: str, timeout_s: float = 10.0) -> int:
-    """How many messages of `topic` consumer group `group` has committed, summed over its partitions."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
-    )
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout_s)
-        return sum(max(tp.offset, 0) for tp in committed)
-    finally:
-        consumer.close()
-
-
 def next_offsets(batch: Sequence[InputMessage]) -> list[TopicPartition]:
     """The offsets to commit after a batch: one past the highest offset seen per partition."""
     highest: dict[tuple[str, int], int] = {}
@@ -362,66 +358,6 @@ def next_offsets(batch: Sequence[InputMessage]) -> list[TopicPartition]:
         key = (m.topic, m.partition)
         highest[key] = max(m.offset, highest.get(key, -1))
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
-
-
-@dataclass
-class TopicSnapshot:
-    """Decoded records of a topic up to its end offsets, plus what could not be decoded."""
-
-    records: list = field(default_factory=list)
-    undecodable: Counter = field(default_factory=Counter)  # DecodeError reason -> count
-    end_offsets: dict[int, int] = field(default_factory=dict)  # partition -> end offset read up to
-
-
-def read_snapshot(
-    bootstrap_servers: str,
-    topic: str,
-    decode: Callable[[bytes], object],
-    timeout_s: float = 30.0,
-    client: str = "varstream-reader",
-) -> TopicSnapshot:
-    """Every committed record of `topic` from the start to the end offsets it had when this call began.
-
-    Partitions are assigned directly (no group membership, nothing committed); read_committed, so records
-    of aborted exactly-once transactions are not counted. Records `decode` rejects with a DecodeError are
-    counted by reason. Done when each partition's position reaches its end offset (positions move past
-    transaction markers too); raises VarstreamError when `timeout_s` passes without progress (e.g. an open
-    transaction holds the end back), ConfigError when Kafka or the topic is not there.
-    """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"{client}-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-        }
-    )
-    snapshot = TopicSnapshot()
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as exc:
-            raise ConfigError(f"cannot reach Kafka at {bootstrap_servers!r}: {exc.args[0]}") from exc
-        partitions = metadata.topics.get(topic)
-        if partitions is None or partitions.error is not None or not partitions.partitions:
-            raise ConfigError(f"topic {topic!r} does not exist on {bootstrap_servers}")
-        pending = {}
-        for p in sorted(partitions.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            snapshot.end_offsets[p] = high
-            if high > low:
-                pending[p] = high
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        for records, _ in read_to_end(consumer, topic, pending, timeout_s, f"reading {topic!r}"):
-            for msg in records:
-                try:
-                    snapshot.records.append(decode(msg.value()))
-                except DecodeError as exc:
-                    snapshot.undecodable[exc.reason] += 1
-    finally:
-        consumer.close()
-    return snapshot
 
 
 class KafkaSink:

@@ -39,6 +39,9 @@ from broker.trigger import decide
 log = logging.getLogger(__name__)
 
 LATENCY_RESERVOIR = 1_000_000  # end-to-end latencies kept for the run summary
+# restoring a store partition runs in slices of this long between batches: the other partitions keep
+# flowing, and the loop keeps polling (a restore longer than max.poll.interval.ms no longer ejects it)
+RESTORE_SLICE_S = 0.5
 # Fault injection for tests: exit abruptly on the N-th batch after its offsets are committed and before
 # the store is (the crash window the changelog repairs).
 FAULT_ENV = "VARSTREAM_FAULT_CRASH_BEFORE_STORE_COMMIT"
@@ -154,6 +157,9 @@ class Pipeline:
                 started = time.perf_counter()
                 batch = io.consume_batch()
                 self._beat()
+                if self.restorer.pending:  # a slice of restoring between batches of the other partitions
+                    io.release(self.restorer.step(io.committed, io.exactly_once, RESTORE_SLICE_S))
+                    idle_exit.busy()
                 if batch:  # idle polls would drown the stage's real cost
                     self.metrics.stage_latency.labels(stage="consume").observe(time.perf_counter() - started)
                 else:
@@ -427,9 +433,11 @@ class Pipeline:
         if assigned:
             self._assigned.update(partitions)
             self._assigned_at = time.monotonic()
-            if self._io is not None:
-                self.restorer.restore(partitions, self._io.committed(partitions), self._io.exactly_once)
+            waiting = self.restorer.begin(partitions)
+            if waiting and self._io is not None:
+                self._io.hold(waiting)  # read once restored (run() restores between batches)
         else:
+            self.restorer.cancel(partitions)
             self._assigned.difference_update(partitions)
             for topic, partition in partitions:  # batches commit before the next poll: nothing in flight
                 self.store.close_partition(topic, partition)

@@ -216,7 +216,7 @@ def wait_until_consuming(
     bootstrap: str, group: str, plugin: subprocess.Popen, timeout_s: float = 300
 ) -> None:
     """Block until the plugin's consumer group is stable with partitions assigned (models loaded)."""
-    from broker.kafka_io import group_is_consuming
+    from broker.kafka_views import group_is_consuming
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -232,7 +232,7 @@ def wait_for(
     plugin: subprocess.Popen, bootstrap: str, group: str, topic: str, total: int, timeout_s: float = 3600
 ) -> int:
     """Wait for the plugin's idle exit, printing how many alerts it has committed every 10 s."""
-    from broker.kafka_io import committed_messages
+    from broker.kafka_views import committed_messages
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

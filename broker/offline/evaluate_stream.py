@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.kafka_io import TopicSnapshot, read_snapshot
+from broker.kafka_views import TopicSnapshot, read_snapshot
 from broker.offline.truth import read_truth
 from models.evaluate import classification_metrics, novelty_metrics, period_recovery, write_report
 

@@ -128,7 +128,7 @@ def read_annotations_topic(
     Reads by assignment (no consumer group joins, no offsets committed), so it leaves the topic untouched.
     """
     from broker.codecs.annotations import decode_annotation
-    from broker.kafka_io import read_snapshot
+    from broker.kafka_views import read_snapshot
 
     snapshot = read_snapshot(bootstrap_servers, topic, decode_annotation, timeout_s, "varstream-report")
     return snapshot.records, sum(snapshot.undecodable.values())
