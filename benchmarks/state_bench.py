@@ -118,6 +118,7 @@ def restore_kafka(records: list, folder: Path, config: StoreConfig) -> dict:
     from broker.changelog import read_partition
     from broker.offline.kafka_node import find_kafka_libs
     from broker.offline.local_kafka import LocalKafka
+    from broker.restore import RESTORE_SLICE_S
 
     with LocalKafka(libs_dir=find_kafka_libs()) as kafka:
         topic = "bench-changelog"
@@ -141,7 +142,23 @@ def restore_kafka(records: list, folder: Path, config: StoreConfig) -> dict:
         n, _ = read_partition(kafka.bootstrap_servers, topic, 0, 0, part.apply_changelog, False, 60.0)
         restore_s = time.perf_counter() - started
         part.close()
-    return {"records": n, "produce_s": produce_s, "restore_s": restore_s}
+        # as the plugin restores: slices of RESTORE_SLICE_S, each a new reader from the applied offset
+        part = StorePartition(folder / "kafka-sliced.sqlite", config)
+        started, slices, done = time.perf_counter(), 0, False
+        while not done:
+            deadline = time.monotonic() + RESTORE_SLICE_S
+            _, done = read_partition(
+                kafka.bootstrap_servers, topic, 0, max(part.changelog_offset, 0), part.apply_changelog,
+                False, 60.0, deadline=deadline,
+            )  # fmt: skip
+            slices += 1
+        sliced_s = time.perf_counter() - started
+        assert part.count() == n
+        part.close()
+    return {
+        "records": n, "produce_s": produce_s, "restore_s": restore_s, "sliced_restore_s": sliced_s,
+        "slices": slices, "sliced_over_one_call": sliced_s / restore_s,
+    }  # fmt: skip
 
 
 def eviction(folder: Path, max_objects: int, n_points: int) -> dict:

@@ -31,7 +31,7 @@ from broker.idle_exit import IdleExit
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
 from broker.metrics import Metrics
 from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
-from broker.restore import Restorer
+from broker.restore import RESTORE_SLICE_S, Restorer
 from broker.runtime import InferenceRuntime
 from broker.store import LightCurveStore, PartitionTransaction
 from broker.trigger import decide
@@ -39,9 +39,6 @@ from broker.trigger import decide
 log = logging.getLogger(__name__)
 
 LATENCY_RESERVOIR = 1_000_000  # end-to-end latencies kept for the run summary
-# restoring a store partition runs in slices of this long between batches: the other partitions keep
-# flowing, and the loop keeps polling (a restore longer than max.poll.interval.ms no longer ejects it)
-RESTORE_SLICE_S = 0.5
 # Fault injection for tests: exit abruptly on the N-th batch after its offsets are committed and before
 # the store is (the crash window the changelog repairs).
 FAULT_ENV = "VARSTREAM_FAULT_CRASH_BEFORE_STORE_COMMIT"

@@ -27,6 +27,9 @@ from broker.store import NO_OFFSET, LightCurveStore
 log = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
+# A restore runs in slices of this long between batches: the other partitions keep flowing, and the loop
+# keeps polling (a restore longer than max.poll.interval.ms would otherwise eject the instance).
+RESTORE_SLICE_S = 0.5
 
 
 @dataclass
