@@ -78,7 +78,7 @@ class Restorer:
         return todo
 
     def cancel(self, partitions: Sequence[TopicPartition]) -> None:
-        """Revoked before restored: the next owner continues from what was applied."""
+        """Revoked before restored: dropped (what was applied stays in the local file for a later restore)."""
         for tp in partitions:
             self._pending.pop(tp, None)
         self._report()
