@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--period-amplitude-weights",
         type=_weights,
         help="weights of the period–amplitude component to choose from on the calibration split (default "
-        "0,0.1,0.2,0.3,0.5; 0 alone: embedding distance only)",
+        "0,0.1,0.2,0.3,0.5); 0, the embedding distance alone, is always tried, so 0 alone fits just that",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
     add_common_arguments(parser)
