@@ -99,3 +99,14 @@ def test_fit_command_refits_in_place_and_refuses_other_data(trained, two_shape_c
     argv[argv.index(f"csv:{two_shape_csv}")] = f"csv:{other}"
     assert varstream(argv) != 0
     assert load_bundle(trained).novelty_head.k == 3  # left as it was
+
+
+def test_the_period_amplitude_weights_can_be_left_out(trained, two_shape_csv, tmp_path):  # noqa: F811
+    argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
+            "--k", "3", "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert varstream([*argv, "--period-amplitude-weights", "0"]) == 0
+    head = load_bundle(trained).novelty_head
+    assert head.plane is None and not head.name.endswith("-pa")
+    assert head.info["period_amplitude_selection"]["chosen"] == 0.0
+    with pytest.raises(SystemExit):  # argparse: weights lie in [0, 1]
+        varstream([*argv, "--period-amplitude-weights", "1.5"])
