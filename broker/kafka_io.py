@@ -334,7 +334,7 @@ class KafkaIO:
         # nothing is in flight here, so revoking loses nothing.
         log.info("revoked %s", [(p.topic, p.partition) for p in partitions])
         gone = {(p.topic, p.partition) for p in partitions}
-        self._held.difference_update(gone)  # a partition assigned again starts unpaused
+        self._held.difference_update(gone)  # assigned again, it is held (and paused) afresh
         self._to_pause.difference_update(gone)
         if self._on_assignment_change:
             self._on_assignment_change([(p.topic, p.partition) for p in partitions], False)
