@@ -22,6 +22,7 @@ from broker.offline.commands.train import (
     add_common_arguments,
     calibration_split,
     configs_from,
+    differing_ids,
     load_archives_for,
     recorded_splits,
     set_threads,
@@ -101,8 +102,7 @@ def _splits(args: argparse.Namespace, bundle) -> dict:
     archives = load_archives_for(args, period_config, window_config)
     recorded = bundle.metadata.get("data", {}).get("split", {})
     splits = recorded_splits([a.dataset for a in archives], bundle)
-    ids = split_ids(splits)
-    if recorded.get("train_ids") is not None and ids["train_ids"] != sorted(map(str, recorded["train_ids"])):
+    if differing_ids(recorded, split_ids(splits), ("train_ids",), unrecorded_match=True):
         raise ConfigError(
             f"{args.data}: its split does not give the train ids recorded in {args.bundle or 'the bundle'} "
             "(other data, or other window settings): the head would be calibrated on training objects"

@@ -199,6 +199,18 @@ def split_ids(splits: dict) -> dict[str, list[str]]:
     }
 
 
+def differing_ids(
+    recorded: dict, ids: dict[str, list[str]], names: tuple[str, ...], unrecorded_match: bool
+) -> list[str]:
+    """Which of `names` ("train_ids", ...) a bundle's recorded split gives other ids for than `ids`
+    (`split_ids` of a rebuilt split); a list the bundle did not record matches when `unrecorded_match`."""
+    return [
+        name for name in names
+        if not (recorded.get(name) is None and unrecorded_match)
+        and sorted(map(str, recorded.get(name) or [])) != ids[name]
+    ]  # fmt: skip
+
+
 def split_summary(splits: dict) -> dict:
     return {
         name: {"n_objects": int((part.objects["n_windows"] > 0).sum()), "n_windows": len(part.windows)}
@@ -302,9 +314,9 @@ def member_bundles(paths: list[Path], classes: list[str], period_config, window_
         if configs_from(bundle.period_search, bundle.window) != (period_config, window_config):
             raise ConfigError(f"--members-from {path}: its period search or window settings differ")
         recorded = bundle.metadata.get("data", {}).get("split", {})
-        for name in ("train_ids", "val_ids", "test_ids"):
-            if sorted(map(str, recorded.get(name) or [])) != ids[name]:
-                raise ConfigError(f"--members-from {path}: its {name} differ from this run's split")
+        differ = differing_ids(recorded, ids, ("train_ids", "val_ids", "test_ids"), unrecorded_match=False)
+        if differ:
+            raise ConfigError(f"--members-from {path}: its {differ[0]} differ from this run's split")
         bundles.append(bundle)
     return bundles
 
