@@ -151,9 +151,8 @@ class KafkaIO:
                 log.warning("consumer error (retried by the client): %s", err)
                 continue
             self.client_log.mark(True)
-            if (msg.topic(), msg.partition()) in self._held:  # fetched before the pause: read it later
-                key = (msg.topic(), msg.partition())
-                rewind[key] = min(rewind.get(key, msg.offset()), msg.offset())
+            if self._held and (key := (msg.topic(), msg.partition())) in self._held:
+                rewind[key] = min(rewind.get(key, msg.offset()), msg.offset())  # fetched before the pause
                 continue
             _ts_type, ts = msg.timestamp()
             batch.append(
