@@ -36,7 +36,7 @@ RESTORE_SLICE_S = 0.5
 class _Restore:
     """One partition's restore in progress."""
 
-    committed: int = -1  # the group's committed input offset, read at the first step
+    committed: int = -1  # the group's committed input offset, read at the first slice
     start: int = -1  # the changelog offset it began from (-1: not begun)
     records: int = 0
     started: float = 0.0
@@ -93,9 +93,7 @@ class Restorer:
         deadline = time.monotonic() + budget_s
         finished = []
         for tp, restore in list(self._pending.items()):
-            if restore.start < 0:
-                restore.committed = committed([tp]).get(tp, -1)
-            if self._advance(tp, restore, read_committed, deadline):
+            if self._advance(tp, restore, committed, read_committed, deadline):
                 del self._pending[tp]
                 finished.append(tp)
             self._beat()
@@ -104,11 +102,19 @@ class Restorer:
         self._report()
         return finished
 
-    def _advance(self, tp: TopicPartition, restore: _Restore, read_committed: bool, deadline: float) -> bool:
+    def _advance(
+        self,
+        tp: TopicPartition,
+        restore: _Restore,
+        committed: Callable[[list[TopicPartition]], dict[TopicPartition, int]],
+        read_committed: bool,
+        deadline: float,
+    ) -> bool:
         topic, partition = tp
         part = self.store.open(topic, partition)
         changelog = self.changelogs[topic]
-        if restore.start < 0:
+        if restore.start < 0:  # its first slice
+            restore.committed = committed([tp]).get(tp, -1)
             restore.started = time.monotonic()
             restore.start = max(part.changelog_offset, 0)
             if part.input_offset != NO_OFFSET and 0 <= part.input_offset < restore.committed:
