@@ -199,10 +199,7 @@ def select_plane_weight(
         plane_tail = tail(plane, np.percentile(plane[~unseen], grid))
         for col, weight in enumerate(weights):
             joined = (1.0 - weight) * distance_tail + weight * plane_tail
-            known_scores = _object_means(object_ids[~unseen], joined[~unseen])
-            unseen_scores = _object_means(object_ids[unseen], joined[unseen])
-            truth = np.r_[np.zeros(len(known_scores)), np.ones(len(unseen_scores))]
-            auc[row, col] = roc_auc_score(truth, np.r_[known_scores, unseen_scores])
+            auc[row, col], _ = _held_out_class_scores(object_ids, unseen, joined)
     mean_auc = auc.mean(axis=0)
     best = int(np.argmax(mean_auc))  # ties: the smallest weight
     record = {
@@ -265,11 +262,7 @@ def select_k(
         distances = kth_distances(calibration_units, bank[bank_labels != name], ks)
         unseen = labels == name
         for col in range(len(ks)):
-            known_scores = _object_means(object_ids[~unseen], distances[~unseen, col])
-            unseen_scores = _object_means(object_ids[unseen], distances[unseen, col])
-            truth = np.r_[np.zeros(len(known_scores)), np.ones(len(unseen_scores))]
-            auc[row, col] = roc_auc_score(truth, np.r_[known_scores, unseen_scores])
-            recall[row, col] = np.mean(unseen_scores > np.percentile(known_scores, 95))
+            auc[row, col], recall[row, col] = _held_out_class_scores(object_ids, unseen, distances[:, col])
     flagged = _known_flagged(bank, calibration_units, calibration, cuts, ks)
     mean_auc = auc.mean(axis=0)
     best = int(np.argmax(mean_auc))  # ties: the smallest k
@@ -290,6 +283,18 @@ def select_k(
         "chosen": ks[best],
     }
     return ks[best], record
+
+
+def _held_out_class_scores(
+    object_ids: np.ndarray, unseen: np.ndarray, scores: np.ndarray
+) -> tuple[float, float]:
+    """Leave-one-class-out, one class left out: (ROC AUC of its objects against the others, the share of
+    its objects above the others' 95th percentile); an object's score is its windows' mean."""
+    known = _object_means(object_ids[~unseen], scores[~unseen])
+    held_out = _object_means(object_ids[unseen], scores[unseen])
+    truth = np.r_[np.zeros(len(known)), np.ones(len(held_out))]
+    auc = float(roc_auc_score(truth, np.r_[known, held_out]))
+    return auc, float(np.mean(held_out > np.percentile(known, 95)))
 
 
 def _object_means(object_ids: np.ndarray, values: np.ndarray) -> np.ndarray:
