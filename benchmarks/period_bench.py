@@ -55,6 +55,10 @@ SPARSE_PER_BAND = 50
 TOLERANCE = 0.01
 DEFAULT_LIMITS = {"eros1": 400, "ogle_f": 300, "sparse_multiband": 400, "sparse_ogle_f": 300}  # None = all
 POOLED_SETS = ("eros1", "ogle_f", "sparse_multiband")  # the pooled speedup and recovery (issue 12's figures)
+INDEPENDENT_SETS = (
+    "eros1",
+    "sparse_multiband",
+)  # EROS-1 stars with OGLE-IV / MACHO periods beside the catalogue's
 
 
 def eros_objects() -> list[LabelledLightCurve]:
@@ -191,6 +195,7 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
             "recovery_nifty_ls": recovery(plain, true),
             "recovery_ours": recovery(mine, true),
             **_by_quality(objects, mine, true),
+            **_against_independent(name, objects, mine, true),
             "recovery_today_bundle_search": recovery(legacy, true),
             "recovery_coarse_to_fine_max_peak": recovery(coarse_only, true),
             "ms_per_curve_coarse_to_fine_max_peak": 1e3 * coarse_s / len(curves),
@@ -229,6 +234,22 @@ def _by_quality(objects: Sequence[LabelledLightCurve], found: np.ndarray, true: 
         "recovery_ours_by_quality": {
             f"{q:g}": recovery(found[quality == q], true[quality == q]) for q in np.unique(quality)
         }
+    }
+
+
+def _against_independent(name: str, objects, found: np.ndarray, true: np.ndarray) -> dict:
+    """{"recovery_ours_independent": ...} for the EROS-1 sets: our periods against the EROS-1 catalogue and
+    against OGLE-IV / MACHO periods of the same stars (`broker.offline.independent_periods`), else {}."""
+    if name not in INDEPENDENT_SETS:
+        return {}
+    from broker.offline.independent_periods import agreement, eros_independent_periods
+
+    ids = [o.object_id for o in objects]
+    labels = [str(o.label) for o in objects]
+    return {
+        "recovery_ours_independent": agreement(
+            ids, labels, found, true, eros_independent_periods(SHARED_DATA)
+        )
     }
 
 
@@ -301,6 +322,14 @@ def _print(summary: dict) -> None:
             f"{row['recovery_coarse_to_fine_max_peak']['within_1pct']:>12.3f}"
             f"{row['ms_per_curve_coarse_to_fine_max_peak']:>12.1f}"
         )
+    for name, row in summary["period_sets"].items():
+        if (ind := row.get("recovery_ours_independent", {})).get("n"):
+            print(
+                f"{name}: {ind['n']} stars with an OGLE-IV/MACHO period: the catalogues agree on "
+                f"{ind['catalogue_vs_independent']:.3f}; ours vs EROS-1 {ind['ours_vs_catalogue']:.3f}, vs "
+                f"OGLE-IV/MACHO {ind['ours_vs_independent']:.3f}, where both agree "
+                f"{ind['consensus']['ours']:.3f} (n {ind['consensus']['n']})"
+            )
     print(
         f"pooled: speedup vs plain nifty-ls {summary['period_speedup_vs_nifty_ls']:.2f}x, recovery ours "
         f"{summary['period_recovery_ours']:.3f} vs nifty-ls {summary['period_recovery_nifty_ls']:.3f}; "
