@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import aegmm, ensemble, itcn
+from models import aegmm, contrastive, ensemble, itcn
 from models.bundle import (
     N_ENERGY_QUANTILES,
     Bundle,
@@ -44,6 +44,8 @@ class TrainConfig:
     crop_probability: share of windows shortened each epoch to a random smaller bucket.
     class_weighting: "inverse" (n / (K·n_c)), "sqrt" (its square root) or "none", on window counts.
     max_seconds: wall-clock budget; training stops after the epoch that exceeds it.
+    supcon_weight: weight of the supervised contrastive loss on the embedding added to the classifier's
+    cross entropy (`models.contrastive`; 0: cross entropy alone, the paper's), at `supcon_temperature`.
     """
 
     epochs: int = 40
@@ -61,6 +63,8 @@ class TrainConfig:
     device: str = "cpu"
     max_seconds: float | None = None
     progress: bool = True
+    supcon_weight: float = 0.0
+    supcon_temperature: float = contrastive.DEFAULT_TEMPERATURE
 
 
 @dataclass
@@ -362,8 +366,12 @@ def train_classifier(
     weight_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
 
     def step_loss(x, aux, y):
-        logits = model(x[:, :, list(itcn.INPUT_CHANNELS)].transpose(1, 2), aux)
-        return torch.nn.functional.cross_entropy(logits, y, weight=weight_t)
+        x = x[:, :, list(itcn.INPUT_CHANNELS)].transpose(1, 2)
+        if not config.supcon_weight:
+            return torch.nn.functional.cross_entropy(model(x, aux), y, weight=weight_t)
+        embedding, logits = model.embed(x, aux)
+        supcon = contrastive.supervised_contrastive_loss(embedding, y, config.supcon_temperature)
+        return torch.nn.functional.cross_entropy(logits, y, weight=weight_t) + config.supcon_weight * supcon
 
     result = TrainResult(
         model, "classifier", arch, hp, list(class_names), config, class_weights=weights.tolist()

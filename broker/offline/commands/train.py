@@ -250,6 +250,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plateau-patience", type=int, default=4, help="epochs without gain before LR x0.1")
     parser.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this budget")
     parser.add_argument("--class-weighting", choices=("sqrt", "inverse", "none"), default="sqrt")
+    parser.add_argument(
+        "--supcon-weight",
+        type=float,
+        default=0.0,
+        help="classifier: add this weight of supervised contrastive loss on the embedding (Khosla et al. "
+        "2020; the k-NN novelty head's input) to the cross entropy (default 0: cross entropy alone)",
+    )
     parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
@@ -354,6 +361,7 @@ def main(args: argparse.Namespace) -> int:
         early_stopping_patience=args.patience,
         plateau_patience=args.plateau_patience,
         class_weighting=args.class_weighting,
+        supcon_weight=args.supcon_weight,
         seed=args.seed,
         device=args.device,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
