@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from broker.offline.periods import TOLERANCE  # |P / P_ref - 1| below it: the period tables' recovery
+
 MATCH_RADIUS_ARCSEC = 3.0
-TOLERANCE = 0.01  # the recovery tolerance of every period table: |P / P_ref - 1| < 1%
 
 
 @dataclass(frozen=True)
