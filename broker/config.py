@@ -84,7 +84,9 @@ class InferenceConfig:
     """The models and where they run."""
 
     classifier_bundle: str = ""  # empty: the default bundle shipped with varstream
-    novelty_bundle: str = ""  # empty: the classifier's k-NN head; "none": off; a path: that novelty bundle
+    # empty: the classifier's k-NN head; "none": off; a path: an AE-GMM bundle, or another classifier
+    # bundle whose k-NN head (and network) then scores novelty (models.head_novelty)
+    novelty_bundle: str = ""
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     engine: str = "auto"  # auto | onnx | torch (torch needs the [train] extra); see broker.runtime
     max_batch_windows: int = 512  # windows per forward pass

@@ -147,6 +147,7 @@ class InferenceRuntime:
 
     def __init__(self, config: InferenceConfig) -> None:
         from models.bundle_format import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError
+        from models.head_novelty import as_novelty_model
         from models.novelty_head import SECTION
         from models.onnx_serving import has_onnx_export
 
@@ -161,18 +162,20 @@ class InferenceRuntime:
         # On an accelerator, batches are padded to a few fixed sizes so each shape is planned once.
         self.pad_batches = self.device.startswith("cuda")
         try:
-            # the classifier's head is loaded only where it answers: otherwise it would score every window
-            loaded = [self._load(path, with_novelty_head=self.uses_head) for path in paths]
+            # the classifier's head is loaded only where it answers: otherwise it would score every window;
+            # a classifier bundle named as the novelty bundle answers with its head (`HeadNovelty`)
+            loaded = [
+                self._load(path, with_novelty_head=self.uses_head or k > 0) for k, path in enumerate(paths)
+            ]
+            novelty = as_novelty_model(loaded[1]) if len(loaded) > 1 else None
         except BundleFormatError as err:
             raise BundleError(str(err)) from err
         self.classifier = loaded[0]
         if self.classifier.kind != "classifier":
             raise BundleError(f"inference.classifier_bundle is a {self.classifier.kind!r} bundle")
         self.novelty = self.classifier.novelty_head if self.uses_head else None
-        if len(loaded) > 1:
-            self.novelty = loaded[1]
-            if self.novelty.kind != "novelty":
-                raise BundleError(f"inference.novelty_bundle is a {self.novelty.kind!r} bundle")
+        if novelty is not None:
+            self.novelty = novelty
             for attr in ("window", "period_search"):
                 if getattr(self.novelty, attr) != getattr(self.classifier, attr):
                     raise BundleError(

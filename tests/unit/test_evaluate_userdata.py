@@ -65,3 +65,24 @@ def test_evaluate_reads_a_multiband_csv_with_all_its_bands(ogle_as_csv, tmp_path
     # the F-mode stars carry catalogue periods; the plugin's search finds them
     recovery = metrics["period_recovery"]
     assert recovery["n"] == N_PER_MODE and recovery["within_tolerance"] == 1.0
+
+
+def test_a_classifier_bundle_scores_novelty_with_its_head(ogle_as_csv, tmp_path):
+    """--novelty-bundle naming a classifier bundle (`models.head_novelty`): its k-NN head is the novelty
+    score. Named beside itself, the novelty section is the classifier's own head section, number for
+    number."""
+    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE
+
+    folder, stars = ogle_as_csv
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--data", f"csv:{folder}", "--time-col", "hjd", "--time-format", "hjd-2450000",
+            "--mag-col", "magnitude", "--err-col", "error", "--band-col", "band", "--class-col", "class",
+            "--novelty-bundle", str(DEFAULT_CLASSIFIER_BUNDLE), "--out", str(out), "--no-progress",
+            "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    assert varstream(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    novelty, head = metrics["novelty"], metrics["novelty_head"]
+    assert novelty["bundle"] == head["head"] == {"name": "crts-itcn-knn10-pa", "version": "1.0.0"}
+    assert novelty["n_unseen"] == len(stars)
+    for level in ("p80", "p95"):
+        assert novelty[level] == head[level]

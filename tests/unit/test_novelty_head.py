@@ -111,3 +111,43 @@ def test_the_runtime_loads_the_head_only_where_it_answers(engine, novelty_bundle
         assert runtime.novelty is runtime.classifier.novelty_head
     else:  # the AE-GMM bundle when named, nothing when novelty is off
         assert (runtime.novelty is not None) is (novelty_bundle != "none")
+
+
+@pytest.mark.parametrize("engine", ["onnx", "torch"])
+def test_a_classifier_bundle_named_as_the_novelty_bundle_scores_with_its_head(engine) -> None:
+    """Naming the shipped classifier as the novelty bundle of a classifier (here: itself) serves its head
+    through `HeadNovelty`: the same scores and percentiles as the head serving by default, and the same
+    class probabilities from the classifier."""
+    from broker.config import InferenceConfig
+    from broker.runtime import InferenceRuntime
+    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE
+    from models.head_novelty import HeadNovelty
+
+    windows = mixed_windows(24, seed=5)
+    per_object = [windows.subset(np.array([i])) for i in range(len(windows))]
+    default = InferenceRuntime(InferenceConfig(engine=engine, device="cpu")).classify(per_object)
+    runtime = InferenceRuntime(
+        InferenceConfig(engine=engine, device="cpu", novelty_bundle=str(DEFAULT_CLASSIFIER_BUNDLE))
+    )
+    assert not runtime.uses_head and runtime.classifier.novelty_head is None
+    assert isinstance(runtime.novelty, HeadNovelty)
+    assert runtime.info["novelty_name"] == "crts-itcn-knn10-pa"
+    served = runtime.classify(per_object)
+    for a, b in zip(default, served, strict=True):
+        np.testing.assert_allclose(b.proba, a.proba, atol=1e-9)
+        assert b.novelty_energy == pytest.approx(a.novelty_energy, rel=1e-9)
+        assert b.novelty_percentile == pytest.approx(a.novelty_percentile, rel=1e-9)
+        assert b.is_novel is a.is_novel
+
+
+def test_a_classifier_without_a_head_is_refused_as_the_novelty_bundle(tmp_path) -> None:
+    from broker.config import InferenceConfig
+    from broker.errors import BundleError
+    from broker.runtime import InferenceRuntime
+    from models.head_novelty import as_novelty_model
+
+    clf_path, novelty_path = make_untrained_bundles(tmp_path)
+    with pytest.raises(BundleError, match="no novelty head"):
+        InferenceRuntime(InferenceConfig(engine="torch", device="cpu", novelty_bundle=str(clf_path)))
+    aegmm = load_bundle(novelty_path)
+    assert as_novelty_model(aegmm) is aegmm  # an AE-GMM bundle serves as it is

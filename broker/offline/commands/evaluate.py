@@ -55,6 +55,7 @@ def load_bundles(bundle_path, novelty_arg):
         BundleFormatError,
         load_bundle,
     )
+    from models.head_novelty import as_novelty_model
 
     try:
         classifier = load_bundle(bundle_path or DEFAULT_CLASSIFIER_BUNDLE)
@@ -62,13 +63,11 @@ def load_bundles(bundle_path, novelty_arg):
             novelty = classifier if classifier.kind == "novelty" else load_bundle(DEFAULT_NOVELTY_BUNDLE)
         elif str(novelty_arg).lower() == "none":
             novelty = None
-        else:
-            novelty = load_bundle(novelty_arg)
+        else:  # an AE-GMM bundle, or a classifier bundle whose k-NN head scores novelty
+            novelty = as_novelty_model(load_bundle(novelty_arg))
     except BundleFormatError as err:
         raise BundleError(str(err)) from err
     if novelty is not None:
-        if novelty.kind != "novelty":
-            raise BundleError(f"--novelty-bundle {novelty_arg} is a {novelty.kind!r} bundle")
         for attr in ("window", "period_search"):
             if getattr(novelty, attr) != getattr(classifier, attr):
                 raise BundleError(f"the classifier and novelty bundles differ in their {attr} settings")
