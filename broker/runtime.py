@@ -142,6 +142,17 @@ def _config_from(cls: type, values: dict, what: str):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
+def differing_settings(a, b) -> list[str]:
+    """Which of "window" and "period_search" two bundles were built with differently, compared as
+    configurations: a setting one bundle records at its default value and the other leaves out (a bundle
+    written before the setting existed) is the same setting."""
+    return [
+        attr
+        for attr, cls in (("window", WindowConfig), ("period_search", PeriodSearchConfig))
+        if _config_from(cls, getattr(a, attr), attr) != _config_from(cls, getattr(b, attr), attr)
+    ]
+
+
 class InferenceRuntime:
     """Both models, on one device, with the period-search and window settings they were trained with."""
 
@@ -176,12 +187,13 @@ class InferenceRuntime:
         self.novelty = self.classifier.novelty_head if self.uses_head else None
         if novelty is not None:
             self.novelty = novelty
-            for attr in ("window", "period_search"):
-                if getattr(self.novelty, attr) != getattr(self.classifier, attr):
-                    raise BundleError(
-                        f"the classifier and novelty bundles were trained with different {attr} settings: "
-                        f"{getattr(self.classifier, attr)} vs {getattr(self.novelty, attr)}"
-                    )
+            differing = differing_settings(self.classifier, self.novelty)
+            if differing:
+                attr = differing[0]
+                raise BundleError(
+                    f"the classifier and novelty bundles were trained with different {attr} settings: "
+                    f"{getattr(self.classifier, attr)} vs {getattr(self.novelty, attr)}"
+                )
         self.period_config: PeriodSearchConfig = _config_from(
             PeriodSearchConfig, self.classifier.period_search, "period_search"
         )

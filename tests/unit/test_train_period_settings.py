@@ -88,3 +88,23 @@ def test_novelty_rates_by_hand():
     add_novelty_rates(novelty, np.array([1.0, 2.0, 3.0, 9.0]), np.array([5.0, 10.0]))
     assert novelty["p95"]["known_flagged_fraction"] == 0.25
     assert novelty["roc_auc"] == pytest.approx(7 / 8)  # 7 of 8 (unseen, known) pairs ranked right
+
+
+def test_bundles_differ_in_settings_only_where_the_configurations_do():
+    """A retrain records every period setting; a bundle written before `candidates` existed leaves it out.
+    At its default value that is the same search, so the two may serve together; another value may not."""
+    from types import SimpleNamespace
+
+    from broker.runtime import differing_settings
+
+    window = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200], "min_remainder": 50}
+    older = PeriodSearchConfig.v2().fingerprint()
+    assert "candidates" not in older  # at its legacy value: left out, as in the shipped bundle
+    newer = dataclasses.asdict(PeriodSearchConfig.v2())
+
+    def bundle(period_search, **window_changes):
+        return SimpleNamespace(window=window | window_changes, period_search=period_search)
+
+    assert differing_settings(bundle(older), bundle(newer)) == []
+    assert differing_settings(bundle(older), bundle(newer | {"candidates": 8})) == ["period_search"]
+    assert differing_settings(bundle(older), bundle(newer, min_length=100)) == ["window"]

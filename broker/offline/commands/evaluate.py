@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_bundles(bundle_path, novelty_arg):
     """(classifier, novelty or None), defaults from models.bundle; the pair must share window settings."""
+    from broker.runtime import differing_settings
     from models.bundle import (
         DEFAULT_CLASSIFIER_BUNDLE,
         DEFAULT_NOVELTY_BUNDLE,
@@ -67,10 +68,11 @@ def load_bundles(bundle_path, novelty_arg):
             novelty = as_novelty_model(load_bundle(novelty_arg))
     except BundleFormatError as err:
         raise BundleError(str(err)) from err
-    if novelty is not None:
-        for attr in ("window", "period_search"):
-            if getattr(novelty, attr) != getattr(classifier, attr):
-                raise BundleError(f"the classifier and novelty bundles differ in their {attr} settings")
+    differing = differing_settings(classifier, novelty) if novelty is not None else []
+    if differing:
+        raise BundleError(
+            f"the classifier and novelty bundles differ in their {' and '.join(differing)} settings"
+        )
     return classifier, novelty
 
 
