@@ -1,9 +1,11 @@
-"""Windows/s of the served path (iTCN + its k-NN novelty head) beside iTCN + AE-GMM, for both inference
-engines (ONNX Runtime and torch), at the plugin's shapes.
+"""Windows/s of the served path (the classifier + the novelty bundle's iTCN and k-NN head) beside one iTCN
+with its own head and beside iTCN + AE-GMM, for both inference engines (ONNX Runtime and torch), at the
+plugin's shapes.
 
-A "window" gets class probabilities and a novelty score, as the plugin answers it: by default from the
-classifier bundle alone (its novelty head scores the embedding of the same pass), or from the classifier
-and the AE-GMM bundle when `inference.novelty_bundle` names one.
+A "window" gets class probabilities and a novelty score, as the plugin answers it: by default the
+contrastive-trained classifier (crts-itcn-supcon) classifies and crts-itcn's network and k-NN head score
+novelty (two network passes); "one itcn" is a classifier that scores with its own head (one pass); the
+AE-GMM rows are a classifier with the AE-GMM bundle named in `inference.novelty_bundle`.
 Shapes follow the plugin: batches of up to `inference.max_batch_windows` (512) windows, one true length per
 forward pass; a micro-batch of young and old objects mixes the 50/100/150/200 buckets.
 
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from models.bundle_format import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE
+from models.bundle_format import AEGMM_BUNDLE, DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE
 from models.windows import Windows
 
 # (name, window lengths of the batch): the plugin's shapes
@@ -54,31 +56,40 @@ def _rate(bundles, windows: Windows, device: str, min_seconds: float) -> float:
 
 
 def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, shapes=None) -> dict:
-    """Served path {"onnx_windows_per_s", "torch_windows_per_s"} (iTCN + k-NN head) and iTCN + AE-GMM
+    """Served path {"onnx_windows_per_s", "torch_windows_per_s"} (classifier + the novelty bundle's iTCN and
+    k-NN head), one iTCN with its own head {"onnx_one_itcn_windows_per_s", ...} and iTCN + AE-GMM
     {"onnx_aegmm_windows_per_s", "torch_aegmm_windows_per_s"} at the last shape, plus per-shape rates
-    ("onnx", "torch": served; "onnx itcn+aegmm", "torch itcn+aegmm").
+    ("onnx", "torch": served; "onnx one itcn", "onnx itcn+aegmm" and their torch rows).
 
     threads: intra-op threads of both engines (1 = one core each, the fair comparison on a shared box).
     The torch side is skipped (None) when torch is not installed (the plugin's lean install).
     """
+    from models.head_novelty import HeadNovelty
     from models.onnx_serving import OnnxBundle
 
     shapes = shapes or SHAPES
-    served = OnnxBundle(DEFAULT_CLASSIFIER_BUNDLE, device=device, threads=threads)
-    plain = OnnxBundle(DEFAULT_CLASSIFIER_BUNDLE, device=device, threads=threads)
-    plain.novelty_head = None  # the classifier alone: the AE-GMM scores novelty
-    aegmm = OnnxBundle(DEFAULT_NOVELTY_BUNDLE, device=device, threads=threads)
-    engines = {"onnx": [served], "onnx itcn+aegmm": [plain, aegmm]}
+
+    def onnx(path, with_novelty_head: bool = False):
+        return OnnxBundle(path, device=device, threads=threads, with_novelty_head=with_novelty_head)
+
+    head = HeadNovelty(onnx(DEFAULT_NOVELTY_BUNDLE, with_novelty_head=True))
+    engines = {
+        "onnx": [onnx(DEFAULT_CLASSIFIER_BUNDLE), head],
+        "onnx one itcn": [head.bundle],
+        "onnx itcn+aegmm": [onnx(DEFAULT_CLASSIFIER_BUNDLE), onnx(AEGMM_BUNDLE)],
+    }
     try:
         import torch
 
         from models.bundle import load_bundle
 
         torch.set_num_threads(threads)
-        engines["torch"] = [load_bundle(DEFAULT_CLASSIFIER_BUNDLE)]
+        torch_head = HeadNovelty(load_bundle(DEFAULT_NOVELTY_BUNDLE))
+        engines["torch"] = [load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False), torch_head]
+        engines["torch one itcn"] = [torch_head.bundle]
         engines["torch itcn+aegmm"] = [
             load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False),
-            load_bundle(DEFAULT_NOVELTY_BUNDLE),
+            load_bundle(AEGMM_BUNDLE),
         ]
     except ImportError:
         pass
@@ -93,9 +104,11 @@ def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, sha
     return {
         "onnx_windows_per_s": headline["onnx"],
         "torch_windows_per_s": headline.get("torch"),
+        "onnx_one_itcn_windows_per_s": headline["onnx one itcn"],
+        "torch_one_itcn_windows_per_s": headline.get("torch one itcn"),
         "onnx_aegmm_windows_per_s": headline["onnx itcn+aegmm"],
         "torch_aegmm_windows_per_s": headline.get("torch itcn+aegmm"),
-        "served_novelty": served.novelty_head.name if served.novelty_head is not None else None,
+        "served_novelty": head.name,
         "by_shape": per_shape,
         "threads": threads,
         "device": device,

@@ -28,6 +28,7 @@ import torch
 
 from models import aegmm, ensemble, itcn
 from models.bundle_format import (  # re-exported: the format's names are also this module's
+    AEGMM_BUNDLE,
     BUNDLES_DIR,
     DEFAULT_CLASSIFIER_BUNDLE,
     DEFAULT_NOVELTY_BUNDLE,
@@ -50,6 +51,7 @@ from models.novelty_head import KnnNoveltyHead, load_head
 from models.windows import Windows
 
 __all__ = [
+    "AEGMM_BUNDLE",
     "BUNDLES_DIR",
     "DEFAULT_CLASSIFIER_BUNDLE",
     "DEFAULT_NOVELTY_BUNDLE",

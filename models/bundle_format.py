@@ -20,8 +20,11 @@ METADATA_FILE = "metadata.json"
 N_ENERGY_QUANTILES = 1001  # percentiles 0, 0.1, ..., 100 of the training energies
 
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
-DEFAULT_CLASSIFIER_BUNDLE = BUNDLES_DIR / "crts-itcn"
-DEFAULT_NOVELTY_BUNDLE = BUNDLES_DIR / "crts-aegmm"
+# The served pair: the contrastive-trained iTCN classifies; the cross-entropy iTCN's k-NN head scores
+# novelty (its thresholds keep the false-alarm rate; models.head_novelty). The AE-GMM is served by path.
+DEFAULT_CLASSIFIER_BUNDLE = BUNDLES_DIR / "crts-itcn-supcon"
+DEFAULT_NOVELTY_BUNDLE = BUNDLES_DIR / "crts-itcn"
+AEGMM_BUNDLE = BUNDLES_DIR / "crts-aegmm"
 
 # Padded batch sizes on an accelerator: a few fixed shapes, so kernels are planned once per shape.
 PADDED_BATCH_SIZES = (16, 64, 256, 1024)

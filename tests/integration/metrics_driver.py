@@ -86,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     # the keys of broker.runtime.InferenceRuntime.info
     metrics.model_info.info(
         {
-            "classifier_name": "crts-itcn",
+            "classifier_name": "crts-itcn-supcon",
             "classifier_version": "0.1.0",
-            "novelty_name": "crts-aegmm",
+            "novelty_name": "crts-itcn-knn10-pa",
             "novelty_version": "0.1.0",
             "device": "cpu",
         }

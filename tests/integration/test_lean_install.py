@@ -126,11 +126,12 @@ def test_the_lean_plugin_answers_a_real_stream_through_kafka(
     expected = {(o.object_id, i + 1) for o in objects for i in expected_trigger_indices(N_POINTS)}
     assert {(r["objectId"], r["n_points"]) for r in records} == expected
     assert len({r["alertId"] for r in records}) == len(records) == summary["annotated"]
-    # the name the shipped classifier bundle gives its head (models.novelty_head: "<bundle>-knn<k>")
+    # the name crts-itcn gives its head (models.novelty_head: "<bundle>-knn<k>...")
     shipped = json.loads((REPO / "models/bundles/crts-itcn/metadata.json").read_text())
     head_name = shipped["novelty_head"]["name"]
     for r in records:
-        # novelty from the classifier bundle's own k-NN head (models.novelty_head), no AE-GMM loaded
-        assert r["model_name"] == "crts-itcn" and r["novelty_model_name"] == head_name
+        # the shipped classifier classifies; novelty from crts-itcn's network and k-NN head
+        # (models.head_novelty), no AE-GMM loaded
+        assert r["model_name"] == "crts-itcn-supcon" and r["novelty_model_name"] == head_name
         assert r["novelty_percentile"] is not None and r["windows_used"] >= 1
     assert committed_lag(kafka.bootstrap_servers, "g-lean", src) == 0

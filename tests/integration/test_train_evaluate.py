@@ -99,7 +99,7 @@ def test_evaluate_defaults_to_the_shipped_bundle_pair(crts_sample, tmp_path, res
     varstream("evaluate", "--data", f"crts:{crts_sample}", "--out", report, "--threads", 1, "--no-progress",
               "--cache-dir", tmp_path / "cache")  # fmt: skip
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["classifier"]["name"] == "crts-itcn"
-    assert metrics["novelty"]["bundle"]["name"] == "crts-aegmm"
+    assert metrics["classifier"]["name"] == "crts-itcn-supcon"
+    assert metrics["novelty"]["bundle"]["name"] == "crts-itcn-knn10-pa"  # crts-itcn's head, as served
     assert metrics["n_objects_classified"] == sum(n for label, n in SAMPLE.items() if label != "RS_CVn")
     assert metrics["accuracy"] > 0.6

@@ -10,6 +10,7 @@ import torch
 
 from models import bundle as bundle_mod
 from models.bundle import (
+    AEGMM_BUNDLE,
     DEFAULT_CLASSIFIER_BUNDLE,
     DEFAULT_NOVELTY_BUNDLE,
     BundleFormatError,
@@ -139,20 +140,23 @@ def test_predict_rejects_lengths_outside_the_window(untrained):
 
 
 def test_shipped_default_bundles_load_and_are_small():
+    """The served pair (the contrastive-trained classifier; crts-itcn's network and k-NN head for novelty) and
+    the AE-GMM share classes, window and period settings; each is under 2 MB."""
     classifier, novelty = load_bundle(DEFAULT_CLASSIFIER_BUNDLE), load_bundle(DEFAULT_NOVELTY_BUNDLE)
-    assert (classifier.kind, novelty.kind) == ("classifier", "novelty")
-    assert classifier.class_names == novelty.class_names
-    assert classifier.window == novelty.window and classifier.period_search == novelty.period_search
-    assert set(novelty.novelty_thresholds) == {"p80", "p95"}
-    for path in (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE):
+    aegmm = load_bundle(AEGMM_BUNDLE)
+    assert (classifier.kind, novelty.kind, aegmm.kind) == ("classifier", "classifier", "novelty")
+    assert classifier.novelty_head is None and novelty.novelty_head is not None  # whose head is served
+    for other in (novelty, aegmm):
+        assert classifier.class_names == other.class_names
+        assert classifier.window == other.window and classifier.period_search == other.period_search
+    assert set(aegmm.novelty_thresholds) == set(novelty.novelty_head.thresholds) == {"p80", "p95"}
+    for path in (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, AEGMM_BUNDLE):
         assert sum(f.stat().st_size for f in path.iterdir()) < 2_000_000
 
 
 def test_energy_percentile_ranks_each_length_among_its_own_training_windows():
     """A short window's higher energy is ordinary among short training windows, not novel."""
-    from models.bundle import DEFAULT_NOVELTY_BUNDLE, load_bundle
-
-    bundle = load_bundle(DEFAULT_NOVELTY_BUNDLE)
+    bundle = load_bundle(AEGMM_BUNDLE)
     tables = bundle.energy_quantiles_by_length
     assert sorted(tables) == [50, 100, 150, 200]
     median_50 = float(np.median(tables[50]))
@@ -165,7 +169,7 @@ def test_energy_percentile_ranks_each_length_among_its_own_training_windows():
 def test_shipped_bundles_record_what_they_trained_and_tuned_on():
     from models.bundle import BUNDLES_DIR, METADATA_FILE, seen_ids
 
-    for name in ("crts-itcn", "crts-aegmm"):
+    for name in ("crts-itcn-supcon", "crts-itcn", "crts-aegmm"):
         metadata = json.loads((BUNDLES_DIR / name / METADATA_FILE).read_text())["metadata"]
         split = metadata["data"]["split"]
         seen = seen_ids(metadata)

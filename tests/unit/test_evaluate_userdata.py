@@ -58,6 +58,9 @@ def test_evaluate_reads_a_multiband_csv_with_all_its_bands(ogle_as_csv, tmp_path
     assert set(called) == {"Cep_F", "Cep_1O"}
     assert sum(sum(c.values()) for c in called.values()) == len(stars)
     assert metrics["novelty"]["n_unseen"] == len(stars)
+    # the served pair: the contrastive-trained classifier, novelty from crts-itcn's k-NN head
+    assert metrics["classifier"]["name"] == "crts-itcn-supcon" and "novelty_head" not in metrics
+    assert metrics["novelty"]["bundle"]["name"] == "crts-itcn-knn10-pa"
     # every point of both bands reached the period search and the folding
     rows = {r["object_id"]: r for r in csv.DictReader((out / "objects.csv").open())}
     for star in stars:
@@ -68,20 +71,21 @@ def test_evaluate_reads_a_multiband_csv_with_all_its_bands(ogle_as_csv, tmp_path
 
 
 def test_a_classifier_bundle_scores_novelty_with_its_head(ogle_as_csv, tmp_path):
-    """--novelty-bundle naming a classifier bundle (`models.head_novelty`): its k-NN head is the novelty
-    score. Named beside itself, the novelty section is the classifier's own head section, number for
-    number."""
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE
+    """The default novelty model is crts-itcn's k-NN head (`models.head_novelty`), served beside the
+    crts-itcn-supcon classifier. Evaluating crts-itcn itself, the novelty section is its own head
+    section, number for number."""
+    from models.bundle import DEFAULT_NOVELTY_BUNDLE
 
     folder, stars = ogle_as_csv
     out = tmp_path / "eval"
     argv = ["evaluate", "--data", f"csv:{folder}", "--time-col", "hjd", "--time-format", "hjd-2450000",
             "--mag-col", "magnitude", "--err-col", "error", "--band-col", "band", "--class-col", "class",
-            "--novelty-bundle", str(DEFAULT_CLASSIFIER_BUNDLE), "--out", str(out), "--no-progress",
+            "--bundle", str(DEFAULT_NOVELTY_BUNDLE), "--out", str(out), "--no-progress",
             "--cache-dir", str(tmp_path / "c")]  # fmt: skip
     assert varstream(argv) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     novelty, head = metrics["novelty"], metrics["novelty_head"]
+    assert metrics["classifier"]["name"] == "crts-itcn"
     assert novelty["bundle"] == head["head"] == {"name": "crts-itcn-knn10-pa", "version": "1.0.0"}
     assert novelty["n_unseen"] == len(stars)
     for level in ("p80", "p95"):

@@ -13,7 +13,13 @@ import torch
 from broker.cli import main as varstream
 from broker.config import InferenceConfig
 from broker.runtime import InferenceRuntime
-from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError, load_bundle
+from models.bundle import (
+    AEGMM_BUNDLE,
+    DEFAULT_CLASSIFIER_BUNDLE,
+    DEFAULT_NOVELTY_BUNDLE,
+    BundleFormatError,
+    load_bundle,
+)
 from models.onnx_serving import OnnxBundle
 from tests.unit.test_bundle import synthetic_windows
 from tests.unit.test_train_period_settings import restore_torch_threads, two_shape_csv  # noqa: F401
@@ -62,13 +68,12 @@ def test_train_fits_the_head_and_the_runtime_serves_it(trained, two_shape_csv, t
         assert answer.novelty_percentile == pytest.approx(
             float(bundle.novelty_percentile(np.array([score]), np.array([length]))[0]), abs=0.05
         )
-    # the shipped pair: the classifier's head by default, the AE-GMM when its bundle is named
+    # the shipped pair: the classifier has no head, so crts-itcn's head scores by default; the AE-GMM when
+    # its bundle is named
     shipped = InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
-    assert (
-        shipped.uses_head
-        and shipped.info["novelty_name"] == load_bundle(DEFAULT_CLASSIFIER_BUNDLE).novelty_head.name
-    )
-    named = InferenceConfig(device="cpu", engine="onnx", novelty_bundle=str(DEFAULT_NOVELTY_BUNDLE))
+    assert not shipped.uses_head and load_bundle(DEFAULT_CLASSIFIER_BUNDLE).novelty_head is None
+    assert shipped.info["novelty_name"] == load_bundle(DEFAULT_NOVELTY_BUNDLE).novelty_head.name
+    named = InferenceConfig(device="cpu", engine="onnx", novelty_bundle=str(AEGMM_BUNDLE))
     assert InferenceRuntime(named).info["novelty_name"] == "crts-aegmm"
 
 

@@ -97,47 +97,61 @@ def test_head_round_trips_through_the_bundle_and_refuses_other_weights(tmp_path)
 
 @pytest.mark.parametrize("engine", ["onnx", "torch"])
 @pytest.mark.parametrize("novelty_bundle", ["", "none", "models/bundles/crts-aegmm"])
-def test_the_runtime_loads_the_head_only_where_it_answers(engine, novelty_bundle) -> None:
-    """The shipped classifier's head answers novelty by default; with novelty off or the AE-GMM named, it is
-    not loaded, so it scores no window on the hot path."""
+@pytest.mark.parametrize("classifier_bundle", ["", "models/bundles/crts-itcn"])
+def test_the_runtime_loads_a_head_only_where_it_answers(engine, novelty_bundle, classifier_bundle) -> None:
+    """A classifier's own head answers novelty by default (crts-itcn); the shipped classifier has none, so
+    crts-itcn's network and head answer beside it. With novelty off or the AE-GMM named, no head is
+    loaded, so none scores a window on the hot path."""
     from broker.config import InferenceConfig
     from broker.runtime import InferenceRuntime
+    from models.head_novelty import HeadNovelty
 
-    runtime = InferenceRuntime(InferenceConfig(novelty_bundle=novelty_bundle, engine=engine))
-    default = novelty_bundle == ""
-    assert runtime.uses_head is default
-    assert (runtime.classifier.novelty_head is not None) is default
-    if default:
+    runtime = InferenceRuntime(
+        InferenceConfig(classifier_bundle=classifier_bundle, novelty_bundle=novelty_bundle, engine=engine)
+    )
+    own_head = novelty_bundle == "" and classifier_bundle != ""
+    assert runtime.uses_head is own_head
+    assert (runtime.classifier.novelty_head is not None) is own_head
+    if own_head:
         assert runtime.novelty is runtime.classifier.novelty_head
+    elif novelty_bundle == "":  # the shipped classifier: crts-itcn's head
+        assert isinstance(runtime.novelty, HeadNovelty) and runtime.novelty.name == "crts-itcn-knn10-pa"
     else:  # the AE-GMM bundle when named, nothing when novelty is off
         assert (runtime.novelty is not None) is (novelty_bundle != "none")
+        assert not isinstance(runtime.novelty, HeadNovelty)
 
 
 @pytest.mark.parametrize("engine", ["onnx", "torch"])
 def test_a_classifier_bundle_named_as_the_novelty_bundle_scores_with_its_head(engine) -> None:
-    """Naming the shipped classifier as the novelty bundle of a classifier (here: itself) serves its head
-    through `HeadNovelty`: the same scores and percentiles as the head serving by default, and the same
-    class probabilities from the classifier."""
+    """crts-itcn named as the novelty bundle serves its head through `HeadNovelty`: beside itself, the
+    same probabilities, scores and percentiles as its head serving by default; beside the shipped
+    classifier (the default pair), the same novelty answers and that classifier's probabilities."""
     from broker.config import InferenceConfig
     from broker.runtime import InferenceRuntime
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE
+    from models.bundle import DEFAULT_NOVELTY_BUNDLE
     from models.head_novelty import HeadNovelty
 
     windows = mixed_windows(24, seed=5)
     per_object = [windows.subset(np.array([i])) for i in range(len(windows))]
-    default = InferenceRuntime(InferenceConfig(engine=engine, device="cpu")).classify(per_object)
-    runtime = InferenceRuntime(
-        InferenceConfig(engine=engine, device="cpu", novelty_bundle=str(DEFAULT_CLASSIFIER_BUNDLE))
+    itcn = str(DEFAULT_NOVELTY_BUNDLE)
+    own = InferenceRuntime(InferenceConfig(engine=engine, device="cpu", classifier_bundle=itcn))
+    reference = own.classify(per_object)
+    named = InferenceRuntime(
+        InferenceConfig(engine=engine, device="cpu", classifier_bundle=itcn, novelty_bundle=itcn)
     )
-    assert not runtime.uses_head and runtime.classifier.novelty_head is None
-    assert isinstance(runtime.novelty, HeadNovelty)
-    assert runtime.info["novelty_name"] == "crts-itcn-knn10-pa"
-    served = runtime.classify(per_object)
-    for a, b in zip(default, served, strict=True):
-        np.testing.assert_allclose(b.proba, a.proba, atol=1e-9)
-        assert b.novelty_energy == pytest.approx(a.novelty_energy, rel=1e-9)
-        assert b.novelty_percentile == pytest.approx(a.novelty_percentile, rel=1e-9)
-        assert b.is_novel is a.is_novel
+    assert not named.uses_head and named.classifier.novelty_head is None
+    assert isinstance(named.novelty, HeadNovelty)
+    shipped = InferenceRuntime(InferenceConfig(engine=engine, device="cpu"))
+    assert shipped.info["novelty_name"] == named.info["novelty_name"] == "crts-itcn-knn10-pa"
+    for runtime in (named, shipped):
+        for a, b in zip(reference, runtime.classify(per_object), strict=True):
+            if runtime is named:
+                np.testing.assert_allclose(b.proba, a.proba, atol=1e-9)
+            assert b.novelty_energy == pytest.approx(a.novelty_energy, rel=1e-9)
+            assert b.novelty_percentile == pytest.approx(a.novelty_percentile, rel=1e-9)
+            assert b.is_novel is a.is_novel
+    shipped_proba = np.array([a.proba for a in shipped.classify(per_object)])
+    assert not np.allclose(shipped_proba, [a.proba for a in reference])  # another network classifies
 
 
 def test_a_classifier_without_a_head_is_refused_as_the_novelty_bundle(tmp_path) -> None:

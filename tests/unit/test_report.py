@@ -203,16 +203,17 @@ def test_missing_run_folder_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_run_scored_by_the_classifier_s_head_draws_the_head_s_thresholds(tmp_path: Path) -> None:
-    """Records naming the shipped classifier's k-NN head: thresholds from that bundle's head section."""
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, METADATA_FILE
+    """Records naming the served k-NN head (crts-itcn's, beside the shipped classifier): thresholds from
+    that bundle's head section."""
+    from models.bundle import DEFAULT_NOVELTY_BUNDLE, METADATA_FILE
 
-    head = json.loads((DEFAULT_CLASSIFIER_BUNDLE / METADATA_FILE).read_text())["novelty_head"]
+    head = json.loads((DEFAULT_NOVELTY_BUNDLE / METADATA_FILE).read_text())["novelty_head"]
     records = make_run(n=60, n_duplicates=0)
     for record in records:
         record["novelty_model_name"] = head["name"]
         record["novelty_energy"] = abs(record["novelty_energy"]) / 20.0  # distances, 0..2
     summary = build_report(records, tmp_path)
     assert summary["novelty"]["thresholds"] == head["thresholds"]
-    assert summary["novelty"]["thresholds_source"] == str(DEFAULT_CLASSIFIER_BUNDLE)
+    assert summary["novelty"]["thresholds_source"] == str(DEFAULT_NOVELTY_BUNDLE)
     assert summary["novelty"]["score"].startswith("k-NN novelty head")
     assert_png(tmp_path / "novelty_energy.png")

@@ -6,10 +6,12 @@ multi-band archive is used (bands are centred on one zero point, as in the plugi
 with the period-search and window settings stored in the bundle. Objects whose class the classifier knows
 are scored for classification (object = mean of its windows' probabilities) and for the calibration of
 those probabilities (ECE and NLL before/after the bundle's per-length temperatures); every other object is the
-unseen set for novelty (positive = unseen, flagged = mean window energy above the novelty bundle's p80 /
-p95 training-energy threshold), and what the classifier calls them is counted per class
-(`called_unknown_classes`: e.g. OGLE classical Cepheids, a class the shipped bundle lacks). When the
-data carry catalogue periods, the plugin's found periods are compared with them (within 1%, or ×2 / ×½).
+unseen set for novelty (positive = unseen, flagged = mean window score above the novelty model's p80 /
+p95 threshold: an AE-GMM's training energies, or a classifier bundle's k-NN head, by default crts-itcn's,
+which the plugin serves beside the crts-itcn-supcon classifier), and what the classifier calls them is
+counted per class (`called_unknown_classes`: e.g. OGLE classical Cepheids, a class the shipped bundle
+lacks). When the data carry catalogue periods, the plugin's found periods are compared with them
+(within 1%, or ×2 / ×½).
 
 --split test (or val) keeps only that by-object split of the known classes (same fractions and seed as
 training, read from the bundle) plus all unknown-class objects: the honest score of a bundle trained on
@@ -38,7 +40,11 @@ from broker.offline.training_sets import bundle_labels
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", type=Path, help="classifier bundle (default: the shipped one)")
-    parser.add_argument("--novelty-bundle", help="novelty bundle; 'none' for none (default: the shipped one)")
+    parser.add_argument(
+        "--novelty-bundle",
+        help="an AE-GMM bundle, or a classifier bundle whose k-NN head scores; 'none' for none "
+        "(default: the shipped one, crts-itcn's head)",
+    )
     parser.add_argument("--data", required=True, help="FORMAT:PATH (ogle, asassn, crts, eros or csv)")
     parser.add_argument("--out", required=True, type=Path, help="report folder")
     parser.add_argument("--split", choices=("all", "val", "test"), default="all", help="objects to score")
@@ -61,7 +67,11 @@ def load_bundles(bundle_path, novelty_arg):
     try:
         classifier = load_bundle(bundle_path or DEFAULT_CLASSIFIER_BUNDLE)
         if novelty_arg is None:
-            novelty = classifier if classifier.kind == "novelty" else load_bundle(DEFAULT_NOVELTY_BUNDLE)
+            novelty = (
+                classifier
+                if classifier.kind == "novelty"
+                else as_novelty_model(load_bundle(DEFAULT_NOVELTY_BUNDLE))
+            )
         elif str(novelty_arg).lower() == "none":
             novelty = None
         else:  # an AE-GMM bundle, or a classifier bundle whose k-NN head scores novelty

@@ -2,7 +2,7 @@
 
 The plugin serves bundles through ONNX Runtime (`[inference] engine`); `varstream train` writes the export
 of a new bundle, and this command upgrades bundles trained before it existed. With no --bundle, the
-shipped default pair (crts-itcn, crts-aegmm) is exported. Needs the [train] extra (torch, onnx).
+shipped bundles (crts-itcn-supcon, crts-itcn, crts-aegmm) are exported. Needs the [train] extra (torch, onnx).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--bundle",
         action="append",
         metavar="DIR",
-        help="bundle folder to export (repeat for several; default: the shipped classifier and novelty)",
+        help="bundle folder to export (repeat for several; default: the three shipped model bundles)",
     )
 
 
@@ -23,10 +23,16 @@ def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from broker.errors import BundleError
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, BundleFormatError
+    from models.bundle import (
+        AEGMM_BUNDLE,
+        DEFAULT_CLASSIFIER_BUNDLE,
+        DEFAULT_NOVELTY_BUNDLE,
+        BundleFormatError,
+    )
     from models.onnx_export import export_bundle_folder
 
-    folders = [Path(b) for b in args.bundle or (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE)]
+    shipped = (DEFAULT_CLASSIFIER_BUNDLE, DEFAULT_NOVELTY_BUNDLE, AEGMM_BUNDLE)
+    folders = [Path(b) for b in args.bundle or shipped]
     for folder in folders:
         try:
             section = export_bundle_folder(folder)

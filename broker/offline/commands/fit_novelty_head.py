@@ -31,7 +31,11 @@ from broker.offline.commands.train import (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", type=Path, help="classifier bundle folder (default: the shipped one)")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        help="classifier bundle folder (default: crts-itcn, whose head the plugin serves)",
+    )
     parser.add_argument(
         "--data",
         required=True,
@@ -56,13 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, BundleFormatError, load_bundle, save_bundle
+    from models.bundle import DEFAULT_NOVELTY_BUNDLE, BundleFormatError, load_bundle, save_bundle
     from models.calibration_fit import attach, fit_temperatures
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_bundle_folder
 
     set_threads(args.threads)
-    path = Path(args.bundle or DEFAULT_CLASSIFIER_BUNDLE)
+    path = Path(args.bundle or DEFAULT_NOVELTY_BUNDLE)  # the shipped bundle whose head is served
     try:
         bundle = load_bundle(path, with_novelty_head=False)  # the head it may have is replaced
     except BundleFormatError as err:
