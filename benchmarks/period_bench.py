@@ -34,6 +34,7 @@ import tarfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -56,6 +57,7 @@ EROS = SHARED_DATA / "eros1_ramp"
 OGLE_CEPHEIDS = SHARED_DATA / "ogle_lmc_cepheids"
 SPARSE_PER_BAND = 50
 TOLERANCE = 0.01
+T = TypeVar("T")
 DEFAULT_LIMITS = {"eros1": 400, "ogle_f": 300, "sparse_multiband": 400, "sparse_ogle_f": 300}  # None = all
 POOLED_SETS = ("eros1", "ogle_f", "sparse_multiband")  # the pooled speedup and recovery (issue 12's figures)
 # the EROS-1 sets: recovery also against OGLE-IV / MACHO periods of the same stars
@@ -144,10 +146,26 @@ def plain_nifty_ls(lightcurves: Sequence[LightCurve], config: PeriodSearchConfig
 
 
 def ours(lightcurves: Sequence[LightCurve], config: PeriodSearchConfig, threads: int = 1) -> np.ndarray:
-    return np.array([r.period_days for r in search_periods(lightcurves, config, threads=threads)])
+    return ours_with_runner_up(lightcurves, config, threads)[0]
 
 
-def _timed(call: Callable[[], np.ndarray], clock=time.process_time) -> tuple[np.ndarray, float]:
+def ours_with_runner_up(
+    lightcurves: Sequence[LightCurve], config: PeriodSearchConfig, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """(published periods, runner-up periods) [days]; NaN where there is none."""
+    results = search_periods(lightcurves, config, threads=threads)
+    return np.array([r.period_days for r in results]), np.array([r.runner_up_period_days for r in results])
+
+
+def chosen_or_runner_up(found: np.ndarray, runner_up: np.ndarray, true: np.ndarray) -> float:
+    """Share of curves whose published or runner-up period is within TOLERANCE of P_true: what an
+    annotation's two periods hold, not the target's measure (that is the published period alone)."""
+    with np.errstate(invalid="ignore"):
+        near = (np.abs(found / true - 1) < TOLERANCE) | (np.abs(runner_up / true - 1) < TOLERANCE)
+    return float(np.mean(near)) if len(true) else float("nan")
+
+
+def _timed(call: Callable[[], T], clock=time.process_time) -> tuple[T, float]:
     start = clock()
     out = call()
     return out, clock() - start
@@ -187,7 +205,7 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
         curves = [o.lightcurve for o in objects]
         true = np.array([o.period for o in objects], dtype=float)
         plain, plain_s = _timed(lambda c=curves: plain_nifty_ls(c, ours_config))
-        mine, mine_s = _timed(lambda c=curves: ours(c, ours_config))
+        (mine, runner_up), mine_s = _timed(lambda c=curves: ours_with_runner_up(c, ours_config))
         _, mine_wall_2 = _timed(lambda c=curves: ours(c, ours_config, threads=2), time.perf_counter)
         legacy = ours(curves, today)
         coarse_only, coarse_s = _timed(lambda c=curves: ours(c, speed_only))
@@ -195,6 +213,7 @@ def period_summary(limits: dict[str, int | None] | None = None) -> dict:
             "n_objects": len(curves),
             "recovery_nifty_ls": recovery(plain, true),
             "recovery_ours": recovery(mine, true),
+            "recovery_ours_or_runner_up_1pct": chosen_or_runner_up(mine, runner_up, true),
             **_by_quality(objects, mine, true),
             **_against_independent(name, objects, mine, true),
             "recovery_today_bundle_search": recovery(legacy, true),
@@ -327,6 +346,9 @@ def _print(summary: dict) -> None:
             f"{row['recovery_coarse_to_fine_max_peak']['within_1pct']:>12.3f}"
             f"{row['ms_per_curve_coarse_to_fine_max_peak']:>12.1f}"
         )
+    print("published or runner-up period within 1%: " + ", ".join(
+        f"{name} {row['recovery_ours_or_runner_up_1pct']:.3f}" for name, row in summary["period_sets"].items()
+    ))  # fmt: skip
     for name, row in summary["period_sets"].items():
         if (ind := row.get("recovery_ours_independent", {})).get("n"):
             print(

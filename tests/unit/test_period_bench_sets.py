@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.period_bench import _by_quality, recovery, sparse_multiband
+from benchmarks.period_bench import _by_quality, chosen_or_runner_up, recovery, sparse_multiband
 from models.lightcurve import LabelledLightCurve, LightCurve
 
 
@@ -36,3 +36,11 @@ def test_recovery_is_reported_per_quality_value():
 
 def test_sets_without_a_quality_column_get_no_quality_table():
     assert _by_quality([_object(0, None)], np.array([0.5]), np.array([0.5])) == {}
+
+
+def test_chosen_or_runner_up_counts_either_period_and_a_missing_runner_up_as_no_match():
+    true = np.full(4, 2.0)
+    found = np.array([2.0, 1.0, 1.0, 1.0])  # right; then half the period three times
+    runner_up = np.array([np.nan, 2.01, np.nan, 3.0])  # the truth as runner-up once (within 1%)
+    assert chosen_or_runner_up(found, runner_up, true) == 0.5
+    assert np.isnan(chosen_or_runner_up(found[:0], runner_up[:0], true[:0]))
