@@ -153,6 +153,18 @@ def differing_settings(a, b) -> list[str]:
     ]
 
 
+def require_same_settings(classifier, novelty) -> None:
+    """Refuse (BundleError) a classifier and novelty model built with different window or period-search
+    settings: the novelty model would score windows folded unlike its own."""
+    differing = differing_settings(classifier, novelty)
+    if differing:
+        attr = differing[0]
+        raise BundleError(
+            f"the classifier and novelty bundles were trained with different {attr} settings: "
+            f"{getattr(classifier, attr)} vs {getattr(novelty, attr)}"
+        )
+
+
 class InferenceRuntime:
     """Both models, on one device, with the period-search and window settings they were trained with."""
 
@@ -186,14 +198,8 @@ class InferenceRuntime:
             raise BundleError(f"inference.classifier_bundle is a {self.classifier.kind!r} bundle")
         self.novelty = self.classifier.novelty_head if self.uses_head else None
         if novelty is not None:
+            require_same_settings(self.classifier, novelty)
             self.novelty = novelty
-            differing = differing_settings(self.classifier, self.novelty)
-            if differing:
-                attr = differing[0]
-                raise BundleError(
-                    f"the classifier and novelty bundles were trained with different {attr} settings: "
-                    f"{getattr(self.classifier, attr)} vs {getattr(self.novelty, attr)}"
-                )
         self.period_config: PeriodSearchConfig = _config_from(
             PeriodSearchConfig, self.classifier.period_search, "period_search"
         )

@@ -52,10 +52,6 @@ class HeadNovelty:
         return self.bundle.period_search
 
     @property
-    def class_names(self) -> list[str]:
-        return list(self.bundle.class_names)
-
-    @property
     def novelty_thresholds(self) -> dict[str, float]:
         """Head scores at the 80th and 95th percentile of its calibration windows (all lengths)."""
         return self.head.thresholds

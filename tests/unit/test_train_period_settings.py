@@ -95,7 +95,8 @@ def test_bundles_differ_in_settings_only_where_the_configurations_do():
     At its default value that is the same search, so the two may serve together; another value may not."""
     from types import SimpleNamespace
 
-    from broker.runtime import differing_settings
+    from broker.errors import BundleError
+    from broker.runtime import differing_settings, require_same_settings
 
     window = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200], "min_remainder": 50}
     older = PeriodSearchConfig.v2().fingerprint()
@@ -108,3 +109,6 @@ def test_bundles_differ_in_settings_only_where_the_configurations_do():
     assert differing_settings(bundle(older), bundle(newer)) == []
     assert differing_settings(bundle(older), bundle(newer | {"candidates": 8})) == ["period_search"]
     assert differing_settings(bundle(older), bundle(newer, min_length=100)) == ["window"]
+    require_same_settings(bundle(older), bundle(newer))  # the plugin and evaluate serve these together
+    with pytest.raises(BundleError, match="different period_search settings"):
+        require_same_settings(bundle(older), bundle(newer | {"candidates": 8}))

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_bundles(bundle_path, novelty_arg):
     """(classifier, novelty or None), defaults from models.bundle; the pair must share window settings."""
-    from broker.runtime import differing_settings
+    from broker.runtime import require_same_settings
     from models.bundle import (
         DEFAULT_CLASSIFIER_BUNDLE,
         DEFAULT_NOVELTY_BUNDLE,
@@ -78,11 +78,8 @@ def load_bundles(bundle_path, novelty_arg):
             novelty = as_novelty_model(load_bundle(novelty_arg))
     except BundleFormatError as err:
         raise BundleError(str(err)) from err
-    differing = differing_settings(classifier, novelty) if novelty is not None else []
-    if differing:
-        raise BundleError(
-            f"the classifier and novelty bundles differ in their {' and '.join(differing)} settings"
-        )
+    if novelty is not None:
+        require_same_settings(classifier, novelty)
     return classifier, novelty
 
 
