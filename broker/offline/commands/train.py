@@ -33,6 +33,7 @@ PERIOD_SETTINGS = ("v1", "v2")
 # models.ensemble.COMBINES / EMBEDDINGS, spelled out so that parsing the command line imports no torch
 ENSEMBLE_COMBINES = ("logits", "proba")
 ENSEMBLE_EMBEDDINGS = ("concat-unit", "concat")
+CROP_PROBABILITY = 0.3  # models.train.TrainConfig.crop_probability, for the same reason (a test checks)
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
@@ -257,6 +258,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="classifier: add this weight of supervised contrastive loss on the embedding (Khosla et al. "
         "2020; the k-NN novelty head's input) to the cross entropy (default 0: cross entropy alone)",
     )
+    parser.add_argument(
+        "--crop-probability",
+        type=_probability,
+        default=CROP_PROBABILITY,
+        help="share of training windows cut each epoch to a random shorter bucket (50/100/150 points), "
+        "so the network learns young objects (default %(default)s)",
+    )
     parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
@@ -362,6 +370,7 @@ def main(args: argparse.Namespace) -> int:
         plateau_patience=args.plateau_patience,
         class_weighting=args.class_weighting,
         supcon_weight=args.supcon_weight,
+        crop_probability=args.crop_probability,
         seed=args.seed,
         device=args.device,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
@@ -438,6 +447,16 @@ def main(args: argparse.Namespace) -> int:
     export_onnx(bundle, args.out)  # what the plugin serves with ONNX Runtime
     _print_summary(bundle, evaluation.metrics, args.out)
     return 0
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {text!r}")
+    return value
 
 
 def _archive_test_metrics(bundle, archives, splits: dict, args: argparse.Namespace) -> dict:
