@@ -1,7 +1,7 @@
 """`varstream demo` — what `make demo` runs — end to end on a small sample, both alert flavours.
 
-ZTF alerts from the shipped CRTS tarball, LSST alerts from a user's own CRTS files: each demo starts its
-own broker (~30 s), so the two flavours share the two runs instead of taking one run each."""
+ZTF alerts from the shipped CRTS tarball, LSST alerts from a user's own CRTS files: a demo run takes ~30 s
+(its own broker, the archive read, the plugin), so the two flavours share two runs instead of three."""
 
 from __future__ import annotations
 
