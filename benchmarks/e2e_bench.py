@@ -12,7 +12,10 @@ Per flavour (ZTF-like 30-day histories, LSST-like 12-month-sized histories; see 
 4. paced run: after its warm-up, the measured stream fed at half the full run's rate while the plugin
    runs: end-to-end latency;
 5. variants (`run.py --e2e-variant kafka.batch_timeout_s=0.1`, any settings): a full run and a paced run
-   at the SAME rate as step 4, each after its own warm-up, side by side with the shipped defaults.
+   at the SAME rate as step 4, each after its own warm-up, side by side with the shipped defaults;
+6. repeats (`run.py --e2e-repeat N`): N - 1 more rounds of the defaults and every variant, interleaved
+   (defaults, variants, defaults, variants, ...), so each setting's median and spread are measured under
+   the same drift of a shared machine (two runs of the same settings differed by 18% here).
 The plugin's RSS is sampled and its /metrics scraped during every run. `run_long` is the 10-minute memory
 run (`run.py --long`). Absolute numbers on a shared 2-core machine are noisy; the ratios carry further.
 """
@@ -20,6 +23,7 @@ run (`run.py --long`). Absolute numbers on a shared 2-core machine are noisy; th
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +40,7 @@ PACED_SECONDS = 40.0  # alerts sent in the paced run: rate x this (at most the w
 LONG_SECONDS = 600.0
 LONG_ALERTS_PER_OBJECT = 150  # the long run's stream: at most the last 150 detections of each object
 Settings = dict[str, dict]  # {section: {key: value}} on top of the shipped defaults
+DEFAULTS_LABEL = "shipped defaults"
 
 
 def _produce(kafka: LocalKafka, topic: str, payloads, rate: float | None = None, duration_s=None) -> int:
@@ -140,7 +145,12 @@ def full_and_paced(
 
 
 def run_flavour(
-    kafka: LocalKafka, objects: list, flavour: str, scratch: Path, variants: list[Settings] = ()
+    kafka: LocalKafka,
+    objects: list,
+    flavour: str,
+    scratch: Path,
+    variants: list[Settings] = (),
+    repeat: int = 1,
 ) -> dict:
     schema_dir = write_schema_folder(scratch / "schemas").parent if flavour == "lsst" else None
     warm_up, payloads, stats = stream.build_streams(objects, flavour)
@@ -169,14 +179,42 @@ def run_flavour(
             {"settings": label}
             | full_and_paced(kafka, scratch, name, (warm_up, payloads), schema_dir, settings, rate)
         )
+    rows = [(DEFAULTS_LABEL, runs), *((t["settings"], t["runs"]) for t in tried)]
+    for r in range(1, repeat):
+        for n, settings in enumerate([None, *variants]):
+            label = DEFAULTS_LABEL if settings is None else setting_label(settings)
+            print(f"  {flavour} round {r + 1} of {repeat}, {label}:", flush=True)
+            name = f"{flavour}-round{r}-{n}"
+            again = full_and_paced(kafka, scratch, name, (warm_up, payloads), schema_dir, settings, rate)
+            rows.append((label, again["runs"]))
     return {
         "stream": stats.as_dict(),
         "warm_up": measured["warm_up"],
         "runs": runs,
         "variants": tried,
+        "repeats": repeat_summary(rows) if repeat > 1 else None,
         "fraction_of_ceiling": runs["full"]["alerts_per_s"] / max(runs["ceiling"]["alerts_per_s"], 1e-9),
         "overlap": overlap_estimate(runs["full"]),
     }
+
+
+def repeat_summary(rows: list[tuple[str, dict]]) -> dict:
+    """Per setting label, in first-seen order: every round's full alerts/s and paced p99, their medians,
+    and the median full rate as a ratio to the shipped defaults' median (rows: (label, runs) per round)."""
+    out: dict = {}
+    for label, runs in rows:
+        entry = out.setdefault(label, {"full_alerts_per_s": [], "paced_p99_s": []})
+        entry["full_alerts_per_s"].append(runs["full"]["alerts_per_s"])
+        entry["paced_p99_s"].append(runs["paced"].get("latency_p99_s"))
+    for entry in out.values():
+        entry["rounds"] = len(entry["full_alerts_per_s"])
+        entry["median_full_alerts_per_s"] = statistics.median(entry["full_alerts_per_s"])
+        p99 = [v for v in entry["paced_p99_s"] if v is not None]
+        entry["median_paced_p99_s"] = statistics.median(p99) if p99 else None
+    base = out.get(DEFAULTS_LABEL, {}).get("median_full_alerts_per_s")
+    for entry in out.values():
+        entry["ratio_to_defaults"] = entry["median_full_alerts_per_s"] / base if base else None
+    return out
 
 
 def _s(seconds: float | None) -> str:
@@ -208,6 +246,7 @@ def run(
     kafka: LocalKafka,
     flavours: tuple[str, ...] = FLAVOURS,
     variants: list[Settings] = (),
+    repeat: int = 1,
 ) -> dict:
     out_dir = Path(out_dir)
     scratch = out_dir / "e2e-scratch"
@@ -222,7 +261,7 @@ def run(
         }
     }
     for flavour in flavours:
-        result[flavour] = run_flavour(kafka, objects, flavour, scratch, list(variants))
+        result[flavour] = run_flavour(kafka, objects, flavour, scratch, list(variants), repeat)
     (out_dir / "e2e_bench.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmarks.e2e_bench import DEFAULTS_LABEL
 from benchmarks.plugin_probe import STAGE_ORDER, bound_by
 
 TARGET_ALERTS_PER_S = 1000.0
@@ -106,6 +107,25 @@ def _e2e_tables(e2e: dict) -> None:
             f"(period {o['period_s']:.1f} s, infer {o['infer_s']:.1f} s of {o['busy_s']:.1f} s busy)"
         )
     _variant_table(e2e)
+    _repeat_table(e2e)
+
+
+def _repeat_table(e2e: dict) -> None:
+    """Medians over interleaved rounds (`--e2e-repeat`): the ratios to trust on a shared machine."""
+    flavours = [f for f in ("ztf", "lsst") if f in e2e and e2e[f].get("repeats")]
+    if not flavours:
+        return
+    print("\nRepeated, interleaved rounds (median, min-max of full alerts/s; median paced p99)")
+    head = ("rounds", "median/s", "min-max/s", "ratio", "p99 s")
+    print(f"{'stream':11} {'settings':34} {head[0]:>6} {head[1]:>8} {head[2]:>11} {head[3]:>6} {head[4]:>6}")
+    for f in flavours:
+        for label, r in e2e[f]["repeats"].items():
+            rates = r["full_alerts_per_s"]
+            spread = f"{min(rates):.0f}-{max(rates):.0f}"
+            print(
+                f"{FLAVOUR_NAMES[f]:11} {label:34} {r['rounds']:6d} {r['median_full_alerts_per_s']:8.0f} "
+                f"{spread:>11} {_f(r['ratio_to_defaults'], '6.2f')} {_f(r['median_paced_p99_s'], '6.2f')}"
+            )
 
 
 def _bound(run: dict) -> str:
@@ -119,7 +139,7 @@ def _variant_table(e2e: dict) -> None:
     for f in ("ztf", "lsst"):
         if f not in e2e or not e2e[f].get("variants"):
             continue
-        rows.append((f, "shipped defaults", e2e[f]["runs"]))
+        rows.append((f, DEFAULTS_LABEL, e2e[f]["runs"]))
         rows += [(f, v["settings"], v["runs"]) for v in e2e[f]["variants"]]
     if not rows:
         return

@@ -148,12 +148,22 @@ def main(argv: list[str] | None = None) -> int:
         help="e2e: also a full and a paced run (same rate as the defaults' paced run) with these settings "
         "on top of the shipped defaults, e.g. kafka.batch_timeout_s=0.1 (repeat for more variants)",
     )
+    parser.add_argument(
+        "--e2e-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="e2e: run the defaults and every variant N times, interleaved, and report each one's median "
+        "and spread (default 1; about 1.5 minutes per ZTF setting and round here)",
+    )
     parser.add_argument("--long", action="store_true", help="also the 10-minute memory run (ZTF-like, paced)")
     parser.add_argument(
         "--long-rate", type=float, help="alerts/s of the long run (default: half the ZTF full run's, else 30)"
     )
     args = parser.parse_args(argv)
     variants = [parse_setting(v) for v in args.e2e_variant]
+    if args.e2e_repeat < 1:
+        parser.error(f"--e2e-repeat must be at least 1, got {args.e2e_repeat}")
     args.out.mkdir(parents=True, exist_ok=True)
     todo = parts_to_run(args.only)
     started = time.monotonic()
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             if "e2e" in todo:
                 print("\nEnd to end through Kafka (each run: a `varstream run` process)", flush=True)
                 flavours = tuple(args.e2e_flavour or e2e_flavours())
-                results["e2e"] = e2e_bench.run(args.out, kafka, flavours, variants)
+                results["e2e"] = e2e_bench.run(args.out, kafka, flavours, variants, args.e2e_repeat)
             if args.long:
                 ztf = (results.get("e2e") or {}).get("ztf", {}).get("runs", {}).get("full", {})
                 rate = args.long_rate or (0.5 * ztf["alerts_per_s"] if ztf else 30.0)

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from benchmarks.e2e_bench import overlap_estimate
+from benchmarks.e2e_bench import DEFAULTS_LABEL, overlap_estimate, repeat_summary
 from benchmarks.plugin_probe import (
     STAGE_ORDER,
     Probe,
@@ -112,3 +112,25 @@ def test_fresh_store_removes_the_partition_files_and_nothing_else(tmp_path):
         (tmp_path / name).write_text("x")
     assert fresh_store(tmp_path / "ztf-full.sqlite") == tmp_path / "ztf-full.sqlite"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_repeated_rounds_give_each_settings_median_spread_and_ratio_to_the_defaults():
+    def runs(rate, p99):
+        return {"full": {"alerts_per_s": rate}, "paced": {"latency_p99_s": p99}}
+
+    rows = [
+        (DEFAULTS_LABEL, runs(1761.0, 0.55)),
+        ("one network", runs(1887.0, 0.45)),
+        (DEFAULTS_LABEL, runs(1491.0, 0.54)),
+        ("one network", runs(1700.0, None)),  # a paced run that annotated nothing has no p99
+        (DEFAULTS_LABEL, runs(1600.0, 0.60)),
+        ("one network", runs(1800.0, 0.50)),
+    ]
+    summary = repeat_summary(rows)
+    assert list(summary) == [DEFAULTS_LABEL, "one network"]
+    defaults, other = summary[DEFAULTS_LABEL], summary["one network"]
+    assert defaults["full_alerts_per_s"] == [1761.0, 1491.0, 1600.0] and defaults["rounds"] == 3
+    assert defaults["median_full_alerts_per_s"] == 1600.0 and defaults["median_paced_p99_s"] == 0.55
+    assert defaults["ratio_to_defaults"] == 1.0
+    assert other["median_full_alerts_per_s"] == 1800.0 and other["median_paced_p99_s"] == 0.475
+    assert other["ratio_to_defaults"] == pytest.approx(1800.0 / 1600.0)
