@@ -72,11 +72,12 @@ def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, sha
     def onnx(path, with_novelty_head: bool = False):
         return OnnxBundle(path, device=device, threads=threads, with_novelty_head=with_novelty_head)
 
+    classifier = onnx(DEFAULT_CLASSIFIER_BUNDLE)  # one loaded classifier serves both of its paths
     head = HeadNovelty(onnx(DEFAULT_NOVELTY_BUNDLE, with_novelty_head=True))
     engines = {
-        "onnx": [onnx(DEFAULT_CLASSIFIER_BUNDLE), head],
+        "onnx": [classifier, head],
         "onnx one itcn": [head.bundle],
-        "onnx itcn+aegmm": [onnx(DEFAULT_CLASSIFIER_BUNDLE), onnx(AEGMM_BUNDLE)],
+        "onnx itcn+aegmm": [classifier, onnx(AEGMM_BUNDLE)],
     }
     try:
         import torch
@@ -84,13 +85,11 @@ def measure(threads: int = 1, device: str = "cpu", min_seconds: float = 2.0, sha
         from models.bundle import load_bundle
 
         torch.set_num_threads(threads)
+        torch_classifier = load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False)
         torch_head = HeadNovelty(load_bundle(DEFAULT_NOVELTY_BUNDLE))
-        engines["torch"] = [load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False), torch_head]
+        engines["torch"] = [torch_classifier, torch_head]
         engines["torch one itcn"] = [torch_head.bundle]
-        engines["torch itcn+aegmm"] = [
-            load_bundle(DEFAULT_CLASSIFIER_BUNDLE, with_novelty_head=False),
-            load_bundle(AEGMM_BUNDLE),
-        ]
+        engines["torch itcn+aegmm"] = [torch_classifier, load_bundle(AEGMM_BUNDLE)]
     except ImportError:
         pass
     per_shape = {}
