@@ -143,14 +143,15 @@ def test_a_classifier_bundle_named_as_the_novelty_bundle_scores_with_its_head(en
     assert isinstance(named.novelty, HeadNovelty)
     shipped = InferenceRuntime(InferenceConfig(engine=engine, device="cpu"))
     assert shipped.info["novelty_name"] == named.info["novelty_name"] == "crts-itcn-knn10-pa"
-    for runtime in (named, shipped):
-        for a, b in zip(reference, runtime.classify(per_object), strict=True):
+    answers = {runtime: runtime.classify(per_object) for runtime in (named, shipped)}
+    for runtime, served in answers.items():
+        for a, b in zip(reference, served, strict=True):
             if runtime is named:
                 np.testing.assert_allclose(b.proba, a.proba, atol=1e-9)
             assert b.novelty_energy == pytest.approx(a.novelty_energy, rel=1e-9)
             assert b.novelty_percentile == pytest.approx(a.novelty_percentile, rel=1e-9)
             assert b.is_novel is a.is_novel
-    shipped_proba = np.array([a.proba for a in shipped.classify(per_object)])
+    shipped_proba = np.array([a.proba for a in answers[shipped]])
     assert not np.allclose(shipped_proba, [a.proba for a in reference])  # another network classifies
 
 
