@@ -30,11 +30,12 @@ from models.bundle import (
     training_energy_summary,
 )
 from models.evaluate import aggregate_by_object
-from models.windows import Windows
+from models.windows import AUX, Windows
 
 log = logging.getLogger(__name__)
 
 MIN_STD_MAG = 1e-3  # the floor `broker.folding` puts on a window's mag std
+IGNORED_AUX_STD = 1e12  # an ignored aux input's standardising std: |value - mean| / 1e12 is 0 in float32
 
 
 @dataclass
@@ -46,6 +47,8 @@ class TrainConfig:
     max_seconds: wall-clock budget; training stops after the epoch that exceeds it.
     supcon_weight: weight of the supervised contrastive loss on the embedding added to the classifier's
     cross entropy (`models.contrastive`; 0: cross entropy alone, the paper's), at `supcon_temperature`.
+    ignored_aux: auxiliary inputs (`models.windows.AUX` names) the classifier never sees; e.g. "mean_mag",
+    whose zero point differs between surveys and bands.
     """
 
     epochs: int = 40
@@ -65,6 +68,7 @@ class TrainConfig:
     progress: bool = True
     supcon_weight: float = 0.0
     supcon_temperature: float = contrastive.DEFAULT_TEMPERATURE
+    ignored_aux: tuple[str, ...] = ()
 
 
 @dataclass
@@ -250,8 +254,16 @@ def label_indices(windows: Windows, class_names: Sequence[str]) -> np.ndarray:
     return np.array([lookup[str(label)] for label in windows.labels], np.int64)
 
 
-def aux_statistics(windows: Windows) -> tuple[np.ndarray, np.ndarray]:
-    return windows.aux.mean(axis=0), windows.aux.std(axis=0)
+def aux_statistics(windows: Windows, ignored: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std that standardise the aux inputs; an ignored input gets a std so large that its
+    standardised value stays below 1e-10, so the bundle format and the served graphs stay as they are."""
+    unknown = sorted(set(ignored) - set(AUX))
+    if unknown:
+        raise ValueError(f"unknown auxiliary inputs {unknown}; they are {list(AUX)}")
+    mean, std = windows.aux.mean(axis=0), windows.aux.std(axis=0)
+    for name in ignored:
+        std[AUX.index(name)] = IGNORED_AUX_STD
+    return mean, std
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -360,7 +372,7 @@ def train_classifier(
     hp = {**itcn.DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
     torch.manual_seed(config.seed)
     model = itcn.build_classifier(arch, len(class_names), **hp)
-    model.set_aux_scaling(*aux_statistics(train))
+    model.set_aux_scaling(*aux_statistics(train, config.ignored_aux))
     weights = class_weights(label_indices(train, class_names), len(class_names), config.class_weighting)
     device = resolve_device(config.device)
     weight_t = torch.as_tensor(weights, dtype=torch.float32, device=device)

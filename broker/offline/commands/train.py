@@ -34,6 +34,7 @@ PERIOD_SETTINGS = ("v1", "v2")
 ENSEMBLE_COMBINES = ("logits", "proba")
 ENSEMBLE_EMBEDDINGS = ("concat-unit", "concat")
 CROP_PROBABILITY = 0.3  # models.train.TrainConfig.crop_probability, for the same reason (a test checks)
+AUX_INPUTS = ("mean_mag", "std_mag", "log10_period")  # models.windows.AUX, likewise (a test checks)
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
@@ -265,6 +266,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of training windows cut each epoch to a random shorter bucket (50/100/150 points), "
         "so the network learns young objects (default %(default)s)",
     )
+    parser.add_argument(
+        "--ignore-aux",
+        nargs="+",
+        choices=AUX_INPUTS,
+        default=[],
+        metavar="INPUT",
+        help="classifier: auxiliary inputs the network never sees; mean_mag ties a class to the survey "
+        "and band its training examples came from",
+    )
     parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
@@ -371,6 +381,7 @@ def main(args: argparse.Namespace) -> int:
         class_weighting=args.class_weighting,
         supcon_weight=args.supcon_weight,
         crop_probability=args.crop_probability,
+        ignored_aux=tuple(args.ignore_aux),
         seed=args.seed,
         device=args.device,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
