@@ -174,10 +174,17 @@ def _content_key(objects, period_config, window_config, max_points) -> str:
 
 
 def _source_key(files: Sequence[Path], period_config, window_config, max_points) -> str:
-    """sha256 over the source files' names, sizes and mtimes, plus the configs."""
+    """sha256 over the source files' names and contents, plus the configs. Contents, not mtimes: a copy
+    of the same archive (a fresh checkout, a synced data folder) hits the cache; hashing the 24 MB CRTS
+    archive takes ~0.1 s against ~45 s of period search."""
     fingerprint = _config_fingerprint(period_config, window_config, max_points)
-    fingerprint["files"] = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(files)]
+    fingerprint["files"] = [(f.name, _file_sha256(f)) for f in sorted(files)]
     return hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _load_or_build(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tarfile
 
 import numpy as np
@@ -127,3 +128,30 @@ def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch
     loaded = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(loaded.windows.x, built.windows.x)
     assert len(list(cache.glob("crts-*.json"))) == 1
+    # a copy of the same archive, with a new mtime (a fresh checkout of the data), still hits the cache
+    copy = tmp_path / "copy" / archive.name
+    copy.parent.mkdir()
+    copy.write_bytes(archive.read_bytes())
+    os.utime(copy, ns=(1_000_000_000, 1_000_000_000))
+    again = load_or_build_crts(period_config=PERIODS, archive=copy, cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(again.windows.x, built.windows.x)
+
+
+def test_an_archive_with_other_contents_misses_the_cache(tmp_path):
+    archive = tmp_path / "lcs.tar.xz"
+    header = '"ID","MJD","mag","magerr","RA","Dec"\n'
+    cache = tmp_path / "cache"
+    counts = []
+    for obj in objects()[:2]:  # the same archive name holding one object, then another
+        lc = obj.lightcurve
+        rows = "".join(
+            f"{obj.object_id},{t},{m},{e},1,2\n" for t, m, e in zip(lc.mjd, lc.mag, lc.magerr, strict=True)
+        )
+        source = tmp_path / f"{obj.object_id}-{obj.label}.csv"
+        source.write_text(header + rows)
+        with tarfile.open(archive, "w:xz") as tar:
+            tar.add(source, arcname=f"lcs/{source.name}")
+        dataset = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
+        counts.append(dataset.objects["object_id"].tolist())
+    assert counts == [["a"], ["b"]]
+    assert len(list(cache.glob("crts-*.json"))) == 2
