@@ -6,7 +6,7 @@ Why here (in `broker`): the windows must come from exactly the code the plugin r
 
 Cache: ``<cache_dir>/<tag>-<key>.npz`` + ``.json`` (default ``<repo>/.cache/windows/``, git-ignored).
 `build_windows` keys on a hash of the light curves themselves, both configs, max_points and
-`CACHE_VERSION`; the `load_or_build_*` helpers key on the source files' names, sizes and mtimes instead, so
+`CACHE_VERSION`; the `load_or_build_*` helpers key on the source files' names and sha256 instead, so
 a cache hit skips reading the archive too. Bump `CACHE_VERSION` whenever period.py or folding.py change
 what they compute.
 """
