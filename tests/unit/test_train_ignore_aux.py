@@ -77,3 +77,10 @@ def test_an_unknown_input_is_refused(tmp_path, capsys):
         varstream(["train", "--data", "csv:x", "--out", str(tmp_path / "b"), "--ignore-aux", "colour"])
     assert stop.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra", [["--kind", "novelty"], ["--members-from", "some-bundle"]])
+def test_it_is_refused_where_no_classifier_is_trained_here(tmp_path, extra, capsys):
+    argv = ["train", "--data", "csv:x", "--out", str(tmp_path / "b"), "--ignore-aux", "mean_mag", *extra]
+    assert varstream(argv) == 2
+    assert "--ignore-aux applies to a classifier trained here" in capsys.readouterr().err

@@ -363,6 +363,10 @@ def main(args: argparse.Namespace) -> int:
     )
     from models.window_dataset import WindowDataset
 
+    if args.ignore_aux and (args.kind != "classifier" or args.members_from):
+        raise ConfigError(
+            "--ignore-aux applies to a classifier trained here, not to --kind novelty or --members-from"
+        )
     set_threads(args.threads)
     _, window_config = configs_from()
     period_config = period_config_named(args.period_settings)
