@@ -103,20 +103,25 @@ def test_split_and_class_filter_keep_objects_whole():
     assert set(dataset.only_classes(["EW"]).windows.labels) == {"EW"}
 
 
-def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch):
-    source = tmp_path / "src"
-    source.mkdir()
+def write_crts_archive(objs: list[LabelledLightCurve], archive, folder) -> None:
+    """The objects as one CRTS CSV each (``<id>-<label>.csv``), packed into `archive` (tar.xz)."""
+    folder.mkdir(exist_ok=True)
     header = '"ID","MJD","mag","magerr","RA","Dec"\n'
-    for obj in objects()[:2]:
-        lc = obj.lightcurve
-        rows = "".join(
-            f"{obj.object_id},{t},{m},{e},1,2\n" for t, m, e in zip(lc.mjd, lc.mag, lc.magerr, strict=True)
-        )
-        (source / f"{obj.object_id}-{obj.label}.csv").write_text(header + rows)
-    archive = tmp_path / "lcs.tar.xz"
     with tarfile.open(archive, "w:xz") as tar:
-        for file in sorted(source.iterdir()):
-            tar.add(file, arcname=f"lcs/{file.name}")
+        for obj in objs:
+            lc = obj.lightcurve
+            rows = "".join(
+                f"{obj.object_id},{t},{m},{e},1,2\n"
+                for t, m, e in zip(lc.mjd, lc.mag, lc.magerr, strict=True)
+            )
+            source = folder / f"{obj.object_id}-{obj.label}.csv"
+            source.write_text(header + rows)
+            tar.add(source, arcname=f"lcs/{source.name}")
+
+
+def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch):
+    archive = tmp_path / "lcs.tar.xz"
+    write_crts_archive(objects()[:2], archive, tmp_path / "src")
     cache = tmp_path / "cache"
     built = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
     assert built.objects["object_id"].tolist() == ["a", "b"] and len(built.windows) == 3
@@ -128,7 +133,8 @@ def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch
     loaded = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
     np.testing.assert_array_equal(loaded.windows.x, built.windows.x)
     assert len(list(cache.glob("crts-*.json"))) == 1
-    # a copy of the same archive, with a new mtime (a fresh checkout of the data), still hits the cache
+    # a copy of the same archive, with another mtime (a fresh copy of the data), hits the cache too:
+    # read_crts still raises if called
     copy = tmp_path / "copy" / archive.name
     copy.parent.mkdir()
     copy.write_bytes(archive.read_bytes())
@@ -139,19 +145,11 @@ def test_load_or_build_crts_from_an_archive_hits_its_cache(tmp_path, monkeypatch
 
 def test_an_archive_with_other_contents_misses_the_cache(tmp_path):
     archive = tmp_path / "lcs.tar.xz"
-    header = '"ID","MJD","mag","magerr","RA","Dec"\n'
     cache = tmp_path / "cache"
-    counts = []
+    ids_read = []
     for obj in objects()[:2]:  # the same archive name holding one object, then another
-        lc = obj.lightcurve
-        rows = "".join(
-            f"{obj.object_id},{t},{m},{e},1,2\n" for t, m, e in zip(lc.mjd, lc.mag, lc.magerr, strict=True)
-        )
-        source = tmp_path / f"{obj.object_id}-{obj.label}.csv"
-        source.write_text(header + rows)
-        with tarfile.open(archive, "w:xz") as tar:
-            tar.add(source, arcname=f"lcs/{source.name}")
+        write_crts_archive([obj], archive, tmp_path / "src")
         dataset = load_or_build_crts(period_config=PERIODS, archive=archive, cache_dir=cache, progress=False)
-        counts.append(dataset.objects["object_id"].tolist())
-    assert counts == [["a"], ["b"]]
+        ids_read.append(dataset.objects["object_id"].tolist())
+    assert ids_read == [["a"], ["b"]]
     assert len(list(cache.glob("crts-*.json"))) == 2
