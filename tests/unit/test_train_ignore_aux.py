@@ -30,12 +30,17 @@ def _windows(n: int = 6) -> Windows:
     return Windows(x, aux.astype(np.float32), np.full(n, 200), np.arange(n).astype(str), None)
 
 
+def _inputs(windows: Windows) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, aux) as the network takes them."""
+    x = torch.as_tensor(windows.x[:, :, list(itcn.INPUT_CHANNELS)]).transpose(1, 2)
+    return x, torch.as_tensor(windows.aux)
+
+
 def test_an_ignored_input_changes_nothing_the_network_computes():
     windows = _windows()
     torch.manual_seed(0)
     model = itcn.build_classifier("itcn", 3, hidden=4, depth=5).eval()
-    x = torch.as_tensor(windows.x[:, :, list(itcn.INPUT_CHANNELS)]).transpose(1, 2)
-    aux = torch.as_tensor(windows.aux)
+    x, aux = _inputs(windows)
     brighter = aux + torch.tensor([-4.0, 0.0, 0.0])  # another survey's zero point: 4 mag brighter
     model.set_aux_scaling(*aux_statistics(windows, ["mean_mag"]))
     with torch.no_grad():
@@ -64,9 +69,7 @@ def test_the_bundle_records_and_serves_the_ignored_input(
     bundle = load_bundle(out)
     assert bundle.metadata["training"]["ignored_aux"] == ["mean_mag"]
     assert float(bundle.model.aux_std[0]) == pytest.approx(1e12)
-    windows = _windows()
-    x = torch.as_tensor(windows.x[:, :, list(itcn.INPUT_CHANNELS)]).transpose(1, 2)
-    aux = torch.as_tensor(windows.aux)
+    x, aux = _inputs(_windows())
     with torch.no_grad():
         shifted = bundle.model(x, aux + torch.tensor([3.0, 0.0, 0.0]))
         assert torch.allclose(bundle.model(x, aux), shifted, atol=1e-6)
