@@ -114,20 +114,38 @@ def _all_labels() -> dict[str, str]:
 
 SUPERCLASS_OF: dict[str, str] = _all_labels()
 SUPERCLASSES: tuple[str, ...] = tuple(s for members in GROUPS.values() for s in members)
+SUPERCLASS_MARKER = "superclass:"  # label prefix of an object whose label names only its superclass
 
 
 def superclass_of(label: str, mapping: dict[str, str] | None = None) -> str | None:
     """The superclass of a label of any survey; None when the taxonomy does not know it.
 
     An OGLE type_subtype label ("Cep_F", "RRLyr_RRab") maps by its type token when the whole label is
-    not known itself (so CRTS "beta_lyrae" and "Cep_II" keep their own entries).
+    not known itself (so CRTS "beta_lyrae" and "Cep_II" keep their own entries). A superclass marker
+    ("superclass:RR_Lyrae", `superclass_label`) maps to its superclass.
     """
     mapping = SUPERCLASS_OF if mapping is None else mapping
     label = str(label)
+    if label.startswith(SUPERCLASS_MARKER) and label[len(SUPERCLASS_MARKER) :] in SUPERCLASSES:
+        return label[len(SUPERCLASS_MARKER) :]
     if label in mapping:
         return mapping[label]
     head = label.split("_", 1)[0]
     return mapping.get(head) if head in SURVEY_LABELS["ogle"] else None
+
+
+def superclass_label(label: str) -> str:
+    """The marker label of a label that names only a superclass (EROS-1 "rr_lyrae" ->
+    "superclass:RR_Lyrae"): such objects train a class-level network through `models.hierarchical`.
+    ValueError for a label the taxonomy does not know."""
+    superclass = superclass_of(label)
+    if superclass is None:
+        raise ValueError(f"label {label!r} has no superclass in models.taxonomy")
+    return SUPERCLASS_MARKER + superclass
+
+
+def is_superclass_label(label) -> bool:
+    return str(label).startswith(SUPERCLASS_MARKER)
 
 
 def group_of(superclass: str) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from models import aegmm, contrastive, ensemble, itcn
+from models import aegmm, contrastive, ensemble, hierarchical, itcn
 from models.bundle import (
     N_ENERGY_QUANTILES,
     Bundle,
@@ -49,6 +49,7 @@ class TrainConfig:
     cross entropy (`models.contrastive`; 0: cross entropy alone, the paper's), at `supcon_temperature`.
     ignored_aux: auxiliary inputs (`models.windows.AUX` names) the classifier never sees; e.g. "mean_mag",
     whose zero point differs between surveys and bands.
+    superclass_weight: weight of the loss of windows labelled only with a superclass (`models.hierarchical`).
     """
 
     epochs: int = 40
@@ -69,6 +70,7 @@ class TrainConfig:
     supcon_weight: float = 0.0
     supcon_temperature: float = contrastive.DEFAULT_TEMPERATURE
     ignored_aux: tuple[str, ...] = ()
+    superclass_weight: float = 1.0
 
 
 @dataclass
@@ -242,10 +244,11 @@ def class_weights(labels: np.ndarray, n_classes: int, scheme: str) -> np.ndarray
     raise ValueError(f"class_weighting must be 'inverse', 'sqrt' or 'none', got {scheme!r}")
 
 
-def label_indices(windows: Windows, class_names: Sequence[str]) -> np.ndarray:
+def label_indices(windows: Windows, class_names: Sequence[str], markers: Sequence[str] = ()) -> np.ndarray:
+    """Class index of each window's label; a superclass marker (`markers`) gets K + its index."""
     if windows.labels is None:
         raise ValueError("training windows need labels")
-    lookup = {name: i for i, name in enumerate(class_names)}
+    lookup = {name: i for i, name in enumerate([*class_names, *markers])}
     unknown = sorted(set(map(str, windows.labels)) - set(lookup))
     if unknown:
         raise ValueError(
@@ -291,6 +294,7 @@ def _fit(
     config: TrainConfig,
     lr: float,
     result: TrainResult,
+    superclass_markers: Sequence[str] = (),
 ) -> None:
     """Shared loop: batches, Adam, plateau LR, early stopping on object accuracy; fills `result`."""
     device = resolve_device(config.device)
@@ -300,7 +304,7 @@ def _fit(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, mode="min", factor=0.1, patience=config.plateau_patience, min_lr=config.min_lr
     )
-    targets = label_indices(train, class_names)
+    targets = label_indices(train, class_names, superclass_markers)
     best_state, stale, start = None, 0, time.monotonic()
     for epoch in range(config.epochs):
         model.train()
@@ -366,19 +370,31 @@ def train_classifier(
     class_names: Sequence[str],
     hyperparameters: dict | None = None,
     config: TrainConfig | None = None,
+    superclass_markers: Sequence[str] = (),
 ) -> TrainResult:
-    """Train an iTCN / TCN / iResNet on labelled windows; validation picks the epoch (object accuracy)."""
+    """Train an iTCN / TCN / iResNet on labelled windows; validation picks the epoch (object accuracy).
+
+    superclass_markers: labels of training windows known only to their superclass ("superclass:LPV");
+    they train through `models.hierarchical.mixed_loss`. Validation windows carry class labels."""
     config = config or TrainConfig()
     hp = {**itcn.DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
     torch.manual_seed(config.seed)
     model = itcn.build_classifier(arch, len(class_names), **hp)
     model.set_aux_scaling(*aux_statistics(train, config.ignored_aux))
-    weights = class_weights(label_indices(train, class_names), len(class_names), config.class_weighting)
+    k = len(class_names)
+    indices = label_indices(train, class_names, superclass_markers)
+    weights = class_weights(indices[indices < k], k, config.class_weighting)
     device = resolve_device(config.device)
     weight_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
+    if superclass_markers:
+        log_mask = hierarchical.member_log_mask(class_names, superclass_markers).to(device)
 
     def step_loss(x, aux, y):
         x = x[:, :, list(itcn.INPUT_CHANNELS)].transpose(1, 2)
+        if superclass_markers:
+            embedding, logits = model.embed(x, aux)
+            options = (config.superclass_weight, config.supcon_weight, config.supcon_temperature)
+            return hierarchical.mixed_loss(logits, embedding, y, weight_t, log_mask, *options)
         if not config.supcon_weight:
             return torch.nn.functional.cross_entropy(model(x, aux), y, weight=weight_t)
         embedding, logits = model.embed(x, aux)
@@ -388,7 +404,9 @@ def train_classifier(
     result = TrainResult(
         model, "classifier", arch, hp, list(class_names), config, class_weights=weights.tolist()
     )
-    _fit(model, "classifier", step_loss, train, val, class_names, config, config.lr, result)
+    _fit(
+        model, "classifier", step_loss, train, val, class_names, config, config.lr, result, superclass_markers
+    )
     return result
 
 

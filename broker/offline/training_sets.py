@@ -7,6 +7,8 @@ the bundles' class names where another survey's label names the same class (CLAS
 collide with an earlier one's gets a "<format>:" prefix on every id. Each archive is split by object on
 its own (train/val/test stratified with the recorded fractions and seed, then the calibration split carved
 out of train), so the CRTS objects of a CRTS+OGLE bundle are split exactly as a CRTS-only bundle's are.
+An archive whose labels name superclasses only (EROS-1) can train too (`superclass_labelled`): its objects
+stay in train (`superclass_objects_train_only`) and its test objects are scored one level up.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ CLASS_ALIASES: dict[str, dict[str, str]] = {"ogle": {"Cep": "DCEP"}}
 # share of the training objects carved out (per class) for the novelty head and the temperatures:
 # 1/7 of the 70% train split = 10% of all objects; val (early stopping) and test keep theirs
 CALIBRATION_FRACTION = 1 / 7
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # train / val / test, by object
 
 
 @dataclasses.dataclass
@@ -35,6 +38,7 @@ class TrainingArchive:
     dataset: object  # models.window_dataset.WindowDataset
     class_map: dict[str, str]
     id_prefix: str = ""
+    superclass_only: bool = False  # labels name superclasses only (`superclass_labelled`)
 
     def record(self) -> dict:
         """What the bundle metadata keeps of this archive ("data.archives")."""
@@ -44,6 +48,7 @@ class TrainingArchive:
             "format": self.fmt,
             "class_map": self.class_map,
             "id_prefix": self.id_prefix,
+            "superclass_only": self.superclass_only,
             "n_objects": len(self.dataset.objects),
             "window_cache": meta.get("cache_key") or meta.get("source_files"),
         }
@@ -106,6 +111,54 @@ def split_datasets(
     return {name: WindowDataset.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
+def recorded_splits(dataset, bundle) -> dict:
+    """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes in
+    `dataset` (one WindowDataset, or a list of them split one by one as training split its archives),
+    with the fractions and seed recorded in the bundle (today's defaults for bundles that lack them)."""
+    recorded = bundle.metadata.get("data", {}).get("split", {})
+    fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
+    calibration = float((recorded.get("calibration") or {}).get("fraction_of_train", 0.0))
+    datasets = dataset if isinstance(dataset, list) else [dataset]
+    return split_datasets(datasets, bundle.class_names, fractions, recorded.get("seed", 0), calibration)
+
+
+def calibration_split(splits: dict) -> tuple[str, object]:
+    """(name, WindowDataset) of the split post-hoc fits use: "calibration" when there is one, else "val"
+    (bundles trained before the calibration split, whose validation split also chose the epoch)."""
+    name = "calibration" if "calibration" in splits else "val"
+    if not len(splits[name].windows):
+        raise ConfigError(f"the {name} split has no windows to fit the novelty head and temperatures on")
+    return name, splits[name]
+
+
+def split_ids(splits: dict) -> dict[str, list[str]]:
+    """{"train_ids", "val_ids", "test_ids"[, "calibration_ids"]}: sorted archive ids of each split (objects
+    with windows), so a user's data can be checked against what the bundle was trained and tuned on."""
+    return {
+        f"{name}_ids": sorted(map(str, part.objects.loc[part.objects["n_windows"] > 0, "object_id"]))
+        for name, part in splits.items()
+    }
+
+
+def differing_ids(
+    recorded: dict, ids: dict[str, list[str]], names: tuple[str, ...], unrecorded_match: bool
+) -> list[str]:
+    """Which of `names` ("train_ids", ...) a bundle's recorded split gives other ids for than `ids`
+    (`split_ids` of a rebuilt split); a list the bundle did not record matches when `unrecorded_match`."""
+    return [
+        name for name in names
+        if not (recorded.get(name) is None and unrecorded_match)
+        and sorted(map(str, recorded.get(name) or [])) != ids[name]
+    ]  # fmt: skip
+
+
+def split_summary(splits: dict) -> dict:
+    return {
+        name: {"n_objects": int((part.objects["n_windows"] > 0).sum()), "n_windows": len(part.windows)}
+        for name, part in splits.items()
+    }
+
+
 def bundle_labels(dataset, bundle, spec: str):
     """`dataset` (one archive, FORMAT:PATH `spec`) with its labels renamed as the bundle's training renamed
     that format's (metadata "data.archives"); unchanged for bundles trained without renaming."""
@@ -116,3 +169,76 @@ def bundle_labels(dataset, bundle, spec: str):
     if not any(a.get("format") == fmt and a.get("class_map") for a in archives):
         return dataset
     return dataset.relabelled(class_map_for(fmt, dataset.objects["label"]))
+
+
+def superclass_labelled(archives: Sequence[TrainingArchive], chosen: Sequence[str]) -> list[TrainingArchive]:
+    """`archives` with the labels of those `chosen` (by format, "eros", or by FORMAT:PATH spec) replaced by
+    superclass markers (EROS-1 "rr_lyrae" -> "superclass:RR_Lyrae", `models.taxonomy.superclass_label`):
+    they train the classifier through the hierarchical loss. ConfigError for a choice no archive matches,
+    or a label the taxonomy does not know."""
+    from models.taxonomy import superclass_label, superclass_of
+
+    unmatched = sorted(set(chosen) - {a.fmt for a in archives} - {a.spec for a in archives})
+    if unmatched:
+        raise ConfigError(f"--superclass-labels {unmatched}: no --data archive has that format or spec")
+    out = []
+    for archive in archives:
+        if archive.fmt not in chosen and archive.spec not in chosen:
+            out.append(archive)
+            continue
+        labels = {str(x) for x in archive.dataset.objects["label"] if x is not None}
+        unknown = sorted(x for x in labels if superclass_of(x) is None)
+        if unknown:
+            raise ConfigError(f"{archive.spec}: labels {unknown} have no superclass in models.taxonomy")
+        dataset = archive.dataset.relabelled({x: superclass_label(x) for x in labels})
+        out.append(dataclasses.replace(archive, dataset=dataset, superclass_only=True))
+    return out
+
+
+def superclass_objects_train_only(splits: dict, markers: Sequence[str]) -> tuple[dict, object]:
+    """(splits, held_out): objects labelled with a superclass marker train, since validation and the
+    calibration split score classes: those split into val or calibration join train; the test split's
+    are held out (a WindowDataset, or None) and scored one level up by `superclass_test_metrics`."""
+    from models.window_dataset import WindowDataset
+
+    markers = set(markers)
+    out, held_out, joining = dict(splits), None, []
+    for name, part in splits.items():
+        is_marker = part.objects["label"].isin(markers)
+        if name == "train" or not is_marker.any():
+            continue
+        out[name] = part.subset_objects(part.objects.loc[~is_marker, "object_id"])
+        marked = part.subset_objects(part.objects.loc[is_marker, "object_id"])
+        if name == "test":
+            held_out = marked
+        else:
+            joining.append(marked)
+    if joining:
+        out["train"] = WindowDataset.concatenate([splits["train"], *joining])
+    return out, held_out
+
+
+def superclass_test_metrics(bundle, held_out, device: str) -> dict:
+    """Superclass metrics (`models.evaluate.superclass_metrics`) of the held-out marker-labelled objects."""
+    from models.evaluate import aggregate_by_object, superclass_metrics
+
+    windows = held_out.windows
+    scores = aggregate_by_object(windows.object_ids, bundle.predict(windows, device).proba, windows.labels)
+    section = superclass_metrics(scores.labels, scores.proba, list(bundle.class_names))
+    return {"n_objects": len(scores.labels), **section}
+
+
+def archive_test_metrics(bundle, archives, splits: dict, device: str) -> dict:
+    """Classification metrics of each archive's test objects alone (archives with any)."""
+    from models.evaluate import evaluate_bundles
+
+    out = {}
+    test_ids = set(map(str, splits["test"].objects["object_id"]))
+    for archive in archives:
+        ids = test_ids & set(map(str, archive.dataset.objects["object_id"]))
+        part = splits["test"].subset_objects(ids)
+        if len(part.windows):
+            metrics = evaluate_bundles(part.windows, bundle, None, device=device).metrics
+            keep = ("n_objects_classified", "accuracy", "balanced_accuracy", "per_class", "novelty_head")
+            out[archive.spec] = {k: metrics[k] for k in keep if k in metrics}
+    return out

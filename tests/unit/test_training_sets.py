@@ -15,13 +15,15 @@ import pandas as pd
 import pytest
 
 from broker.errors import ConfigError
-from broker.offline.commands.train import SPLIT_FRACTIONS, recorded_splits, split_ids
 from broker.offline.training_sets import (
     CALIBRATION_FRACTION,
+    SPLIT_FRACTIONS,
     bundle_labels,
     class_map_for,
     load_archives,
+    recorded_splits,
     split_datasets,
+    split_ids,
 )
 from models.bundle import BUNDLES_DIR, METADATA_FILE
 from models.data import carve_by_object, split_by_object
@@ -209,7 +211,7 @@ def test_split_by_object_is_the_one_every_archive_uses():
 
 
 def test_post_hoc_fits_use_the_calibration_split_and_older_bundles_their_validation_split():
-    from broker.offline.commands.train import calibration_split
+    from broker.offline.training_sets import calibration_split
 
     records = items({"A": 40, "B": 40})
     with_calibration = window_dataset(records).split(SPLIT_FRACTIONS, 0, CALIBRATION_FRACTION)

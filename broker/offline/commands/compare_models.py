@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from broker.offline.commands.train import (
-    SPLIT_FRACTIONS,
     add_common_arguments,
     add_period_settings_argument,
     configs_from,
@@ -28,8 +27,8 @@ from broker.offline.commands.train import (
     load_labelled_objects,
     period_config_named,
     set_threads,
-    split_summary,
 )
+from broker.offline.training_sets import SPLIT_FRACTIONS, split_summary
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,9 @@ from broker.offline.commands.train import (
     add_common_arguments,
     configs_from,
     load_dataset,
-    recorded_splits,
     set_threads,
 )
-from broker.offline.training_sets import bundle_labels
+from broker.offline.training_sets import bundle_labels, recorded_splits
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

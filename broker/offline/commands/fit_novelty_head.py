@@ -20,14 +20,11 @@ from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments
 from broker.offline.commands.train import (
     add_common_arguments,
-    calibration_split,
     configs_from,
-    differing_ids,
     load_archives_for,
-    recorded_splits,
     set_threads,
-    split_ids,
 )
+from broker.offline.training_sets import calibration_split, differing_ids, recorded_splits, split_ids
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

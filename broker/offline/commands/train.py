@@ -22,11 +22,23 @@ from pathlib import Path
 
 from broker.errors import ArchiveError, ConfigError
 from broker.offline.archives.options import add_reader_arguments, reader_options
-from broker.offline.training_sets import CALIBRATION_FRACTION, load_archives, split_datasets
+from broker.offline.training_sets import (
+    CALIBRATION_FRACTION,
+    SPLIT_FRACTIONS,
+    archive_test_metrics,
+    calibration_split,
+    differing_ids,
+    load_archives,
+    split_datasets,
+    split_ids,
+    split_summary,
+    superclass_labelled,
+    superclass_objects_train_only,
+    superclass_test_metrics,
+)
 
 log = logging.getLogger(__name__)
 
-SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 # --period-settings: v1 is the search the shipped bundles were built with; v2 the issue-11 science
 # (PeriodSearchConfig.v2: 0.03 d, per-band model, alias-aware harmonic choice, coarse grid).
 PERIOD_SETTINGS = ("v1", "v2")
@@ -35,6 +47,7 @@ ENSEMBLE_COMBINES = ("logits", "proba")
 ENSEMBLE_EMBEDDINGS = ("concat-unit", "concat")
 CROP_PROBABILITY = 0.3  # models.train.TrainConfig.crop_probability, for the same reason (a test checks)
 AUX_INPUTS = ("mean_mag", "std_mag", "log10_period")  # models.windows.AUX, likewise (a test checks)
+SUPERCLASS_WEIGHT = 1.0  # models.train.TrainConfig.superclass_weight, likewise (a test checks)
 
 
 # ----------------------------------------------------------------- helpers shared with evaluate / compare
@@ -172,54 +185,6 @@ class _Record:
     label: str
 
 
-def recorded_splits(dataset, bundle) -> dict:
-    """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes in
-    `dataset` (one WindowDataset, or a list of them split one by one as training split its archives),
-    with the fractions and seed recorded in the bundle (today's defaults for bundles that lack them)."""
-    recorded = bundle.metadata.get("data", {}).get("split", {})
-    fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
-    calibration = float((recorded.get("calibration") or {}).get("fraction_of_train", 0.0))
-    datasets = dataset if isinstance(dataset, list) else [dataset]
-    return split_datasets(datasets, bundle.class_names, fractions, recorded.get("seed", 0), calibration)
-
-
-def calibration_split(splits: dict) -> tuple[str, object]:
-    """(name, WindowDataset) of the split post-hoc fits use: "calibration" when there is one, else "val"
-    (bundles trained before the calibration split, whose validation split also chose the epoch)."""
-    name = "calibration" if "calibration" in splits else "val"
-    if not len(splits[name].windows):
-        raise ConfigError(f"the {name} split has no windows to fit the novelty head and temperatures on")
-    return name, splits[name]
-
-
-def split_ids(splits: dict) -> dict[str, list[str]]:
-    """{"train_ids", "val_ids", "test_ids"[, "calibration_ids"]}: sorted archive ids of each split (objects
-    with windows), so a user's data can be checked against what the bundle was trained and tuned on."""
-    return {
-        f"{name}_ids": sorted(map(str, part.objects.loc[part.objects["n_windows"] > 0, "object_id"]))
-        for name, part in splits.items()
-    }
-
-
-def differing_ids(
-    recorded: dict, ids: dict[str, list[str]], names: tuple[str, ...], unrecorded_match: bool
-) -> list[str]:
-    """Which of `names` ("train_ids", ...) a bundle's recorded split gives other ids for than `ids`
-    (`split_ids` of a rebuilt split); a list the bundle did not record matches when `unrecorded_match`."""
-    return [
-        name for name in names
-        if not (recorded.get(name) is None and unrecorded_match)
-        and sorted(map(str, recorded.get(name) or [])) != ids[name]
-    ]  # fmt: skip
-
-
-def split_summary(splits: dict) -> dict:
-    return {
-        name: {"n_objects": int((part.objects["n_windows"] > 0).sum()), "n_windows": len(part.windows)}
-        for name, part in splits.items()
-    }
-
-
 def set_threads(threads: int) -> None:
     import torch
 
@@ -274,6 +239,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INPUT",
         help="classifier: auxiliary inputs the network never sees; mean_mag ties a class to the survey "
         "and band its training examples came from",
+    )
+    parser.add_argument(
+        "--superclass-labels",
+        nargs="+",
+        default=[],
+        metavar="ARCHIVE",
+        help="classifier: the labels of these --data archives (a format, or the FORMAT:PATH as given) name "
+        "superclasses only (eros: binary, cepheid, rr_lyrae, mira); their objects train through a "
+        "hierarchical loss (-log of the superclass's summed probability) and are kept out of validation, "
+        "calibration and the class test metrics (scored one level up instead)",
+    )
+    parser.add_argument(
+        "--superclass-weight",
+        type=_positive,
+        default=SUPERCLASS_WEIGHT,
+        help="weight of the superclass-labelled windows' loss (default %(default)s)",
     )
     parser.add_argument("--min-class-count", type=int, default=50, help="fewer objects: class not trained")
     parser.add_argument("--exclude", nargs="*", default=["RS_CVn"], help="classes never trained on")
@@ -353,6 +334,7 @@ def main(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate_bundles
     from models.novelty_fit import fit_knn_head
     from models.onnx_export import export_onnx
+    from models.taxonomy import is_superclass_label
     from models.train import (
         TrainConfig,
         energy_quantiles_by_length,
@@ -367,14 +349,29 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--ignore-aux applies to a classifier trained here, not to --kind novelty or --members-from"
         )
+    if args.superclass_labels and (args.kind != "classifier" or args.members_from or args.members > 1):
+        raise ConfigError(
+            "--superclass-labels applies to one classifier trained here, not to --kind novelty or ensembles"
+        )
     set_threads(args.threads)
     _, window_config = configs_from()
     period_config = period_config_named(args.period_settings)
-    archives = load_archives_for(args, period_config, window_config)
+    archives = superclass_labelled(
+        load_archives_for(args, period_config, window_config), args.superclass_labels
+    )
     datasets = [a.dataset for a in archives]
     dataset = WindowDataset.concatenate(datasets)
     classes = known_classes(dataset, args.min_class_count, args.exclude)
-    splits = split_datasets(datasets, classes, SPLIT_FRACTIONS, args.split_seed, args.calibration_fraction)
+    markers = [c for c in classes if is_superclass_label(c)]
+    classes = [c for c in classes if c not in markers]
+    if args.superclass_labels and not markers:
+        raise ConfigError(
+            f"--superclass-labels: no superclass has --min-class-count {args.min_class_count} objects"
+        )
+    splits = split_datasets(
+        datasets, classes + markers, SPLIT_FRACTIONS, args.split_seed, args.calibration_fraction
+    )
+    splits, held_out = superclass_objects_train_only(splits, markers)
     # the post-hoc fits' split, found before training: stop now when it would have no windows
     post_hoc = calibration_split(splits) if args.kind == "classifier" else None
     config = TrainConfig(
@@ -386,6 +383,7 @@ def main(args: argparse.Namespace) -> int:
         supcon_weight=args.supcon_weight,
         crop_probability=args.crop_probability,
         ignored_aux=tuple(args.ignore_aux),
+        superclass_weight=args.superclass_weight,
         seed=args.seed,
         device=args.device,
         max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
@@ -405,7 +403,7 @@ def main(args: argparse.Namespace) -> int:
         result = train_ensemble(train, val, args.arch, classes, args.members, hp, config, *ensemble_options)
         changes, arch = itcn.PAPER_CHANGES, result.arch
     elif args.kind == "classifier":
-        result = train_classifier(train, val, args.arch, classes, hp, config)
+        result = train_classifier(train, val, args.arch, classes, hp, config, markers)
         changes, arch = itcn.PAPER_CHANGES, args.arch
     else:
         hp = {k: v for k, v in hp.items() if k == "hidden"}
@@ -442,7 +440,8 @@ def main(args: argparse.Namespace) -> int:
     )
     if bundle.kind == "classifier":  # post-hoc fits on the calibration split (validation chose the epoch)
         name, part = post_hoc
-        bundle.novelty_head = fit_knn_head(bundle, train, part.windows, None, args.seed, args.device, name)
+        bank = splits["train"].only_classes(classes).windows if markers else train  # class-labelled
+        bundle.novelty_head = fit_knn_head(bundle, bank, part.windows, None, args.seed, args.device, name)
         attach(bundle, fit_temperatures(bundle, part.windows, args.seed, args.device, name))
     if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
         bundle.energy_quantiles_by_length = energy_quantiles_by_length(
@@ -457,11 +456,27 @@ def main(args: argparse.Namespace) -> int:
     )
     bundle.metadata["test_metrics"] = evaluation.metrics
     if len(archives) > 1:  # each archive's test objects alone (classification only)
-        bundle.metadata["test_metrics_by_archive"] = _archive_test_metrics(bundle, archives, splits, args)
+        bundle.metadata["test_metrics_by_archive"] = archive_test_metrics(
+            bundle, archives, splits, args.device
+        )
+    if held_out is not None and len(held_out.windows):  # superclass-labelled test objects, one level up
+        bundle.metadata["test_metrics_superclass_labels"] = superclass_test_metrics(
+            bundle, held_out, args.device
+        )
     save_bundle(bundle, args.out)
     export_onnx(bundle, args.out)  # what the plugin serves with ONNX Runtime
     _print_summary(bundle, evaluation.metrics, args.out)
     return 0
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"a positive number, got {text!r}")
+    return value
 
 
 def _probability(text: str) -> float:
@@ -472,21 +487,6 @@ def _probability(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {text!r}")
     return value
-
-
-def _archive_test_metrics(bundle, archives, splits: dict, args: argparse.Namespace) -> dict:
-    from models.evaluate import evaluate_bundles
-
-    out = {}
-    test_ids = set(map(str, splits["test"].objects["object_id"]))
-    for archive in archives:
-        ids = test_ids & set(map(str, archive.dataset.objects["object_id"]))
-        part = splits["test"].subset_objects(ids)
-        if len(part.windows):
-            metrics = evaluate_bundles(part.windows, bundle, None, device=args.device).metrics
-            keep = ("n_objects_classified", "accuracy", "balanced_accuracy", "per_class", "novelty_head")
-            out[archive.spec] = {k: metrics[k] for k in keep if k in metrics}
-    return out
 
 
 def _print_summary(bundle, metrics: dict, out: Path) -> None:

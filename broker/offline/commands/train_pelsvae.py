@@ -24,15 +24,14 @@ import numpy as np
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.base import parse_spec
 from broker.offline.commands.train import (
-    SPLIT_FRACTIONS,
     add_common_arguments,
     configs_from,
     known_classes,
     load_dataset,
     load_labelled_objects,
     set_threads,
-    split_summary,
 )
+from broker.offline.training_sets import SPLIT_FRACTIONS, split_summary
 
 log = logging.getLogger(__name__)
 

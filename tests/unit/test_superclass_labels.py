@@ -1,0 +1,143 @@
+"""Labels that name only a superclass (EROS-1's binary / rr_lyrae / ...) training a class-level network."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from broker.cli import main as varstream
+from broker.offline.commands import train
+from models import hierarchical
+from models.bundle import load_bundle
+from models.taxonomy import superclass_label, superclass_of
+from models.train import TrainConfig
+from tests.unit.test_train_period_settings import restore_torch_threads  # noqa: F401 (fixture)
+
+SHAPES = {"saw": lambda phase: 2 * (phase % 1.0) - 1, "sine": lambda phase: np.sin(2 * np.pi * phase)}
+
+
+def write_archive(folder, labels: dict[str, str], seed: int, n: int = 8) -> None:
+    """n objects per label (label -> shape), one CSV each, 150 points over 300 d, 0.3-0.9 d periods."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for label, shape in labels.items():
+        for i in range(n):
+            period = rng.uniform(0.3, 0.9)
+            t = np.sort(rng.uniform(0, 300, 150)) + 58000
+            mag = 15 + 0.4 * SHAPES[shape](t / period) + rng.normal(0, 0.02, t.size)
+            with (folder / f"{label}{i}.csv").open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["id", "mjd", "mag", "err", "class"])
+                writer.writerows(
+                    [f"{label}{i}", f"{a:.6f}", f"{b:.4f}", "0.02", label]
+                    for a, b in zip(t, mag, strict=True)
+                )
+
+
+@pytest.fixture
+def two_archives(tmp_path):
+    """CRTS-like class labels (RRab: sawtooth, EW: sine) and EROS-1-like superclass labels, same shapes."""
+    fine, coarse = tmp_path / "fine", tmp_path / "coarse"
+    write_archive(fine, {"RRab": "saw", "EW": "sine"}, seed=0)
+    write_archive(coarse, {"rr_lyrae": "saw", "binary": "sine"}, seed=1)
+    return fine, coarse
+
+
+def argv(fine, coarse, out, *extra: str) -> list[str]:
+    return ["train", "--data", f"csv:{fine}", "--data", f"csv:{coarse}", "--id-col", "id",
+            "--time-col", "mjd", "--mag-col", "mag", "--err-col", "err", "--class-col", "class",
+            "--min-class-count", "2", "--exclude", "--hidden", "4", "--depth", "5", "--epochs", "1",
+            "--threads", "1", "--no-progress",
+            "--out", str(out), "--cache-dir", str(out.parent / "cache"), *extra]  # fmt: skip
+
+
+def test_the_command_lines_default_weight_is_the_training_default():
+    assert TrainConfig.superclass_weight == train.SUPERCLASS_WEIGHT
+
+
+def test_a_superclass_marker_maps_back_to_its_superclass():
+    assert superclass_label("rr_lyrae") == "superclass:RR_Lyrae"
+    assert superclass_of(superclass_label("binary")) == "eclipsing"
+    with pytest.raises(ValueError, match="no superclass"):
+        superclass_label("sine")
+
+
+def test_the_loss_is_minus_log_of_the_superclass_probability():
+    classes = ["Cep_II", "EW", "RRab", "RRc"]
+    markers = ["superclass:RR_Lyrae", "superclass:eclipsing"]
+    log_mask = hierarchical.member_log_mask(classes, markers)
+    logits = torch.tensor([[0.5, -1.0, 2.0, 0.3], [1.0, 0.2, -0.4, 0.0]])
+    p = torch.softmax(logits, dim=1)
+    expected = torch.stack([-torch.log(p[0, 2] + p[0, 3]), -torch.log(p[1, 1])])
+    got = hierarchical.superclass_nll(logits, log_mask[torch.tensor([0, 1])])
+    assert torch.allclose(got, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="have no class"):
+        hierarchical.member_log_mask(classes, ["superclass:LPV"])
+
+
+def test_a_batch_of_class_labels_alone_gets_the_plain_cross_entropy():
+    torch.manual_seed(0)
+    logits, embedding = torch.randn(6, 3), torch.randn(6, 4)
+    y, weight = torch.tensor([0, 1, 2, 0, 1, 2]), torch.tensor([1.0, 2.0, 0.5])
+    log_mask = hierarchical.member_log_mask(["EW", "RRab", "RRc"], ["superclass:RR_Lyrae"])
+    mixed = hierarchical.mixed_loss(logits, embedding, y, weight, log_mask, 0.7, 0.0, 0.1)
+    assert torch.allclose(mixed, torch.nn.functional.cross_entropy(logits, y, weight=weight))
+
+
+def test_superclass_labelled_objects_train_and_are_scored_one_level_up(
+    two_archives,
+    tmp_path,
+    restore_torch_threads,  # noqa: F811
+):
+    fine, coarse = two_archives
+    out, lighter = tmp_path / "bundle", tmp_path / "lighter"
+    assert varstream(argv(fine, coarse, out, "--superclass-labels", f"csv:{coarse}")) == 0
+    assert varstream(argv(fine, coarse, lighter, "--superclass-labels", "csv:" + str(coarse),
+                          "--superclass-weight", "0.2")) == 0  # fmt: skip
+    bundle = load_bundle(out)
+    assert bundle.class_names == ["EW", "RRab"]  # the coarse labels are no classes
+    data = bundle.metadata["data"]
+    assert [a["superclass_only"] for a in data["archives"]] == [False, True]
+    coarse_ids = {f"{label}{i}" for label in ("rr_lyrae", "binary") for i in range(8)}
+    split = data["split"]
+    # they train, those split into val or calibration too; the test split's are held out
+    assert not coarse_ids & set(split["val_ids"] + split["test_ids"] + split["calibration_ids"])
+    held_out = bundle.metadata["test_metrics_superclass_labels"]
+    assert held_out["n_objects"] == len(coarse_ids - set(split["train_ids"])) > 0
+    assert set(held_out["superclasses"]) == {"RR_Lyrae", "eclipsing"}
+    assert bundle.metadata["training"]["superclass_weight"] == 1.0
+    # the weight reaches the loss: same seed and windows, another first-epoch loss
+    first = [load_bundle(b).metadata["training"]["history"][0]["train_loss"] for b in (out, lighter)]
+    assert first[0] != first[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--superclass-labels", "eros"], "no --data archive has that format or spec"),
+        (["--superclass-labels", "csv", "--kind", "novelty"], "applies to one classifier trained here"),
+    ],
+)
+def test_bad_choices_are_refused(two_archives, tmp_path, extra, message, capsys):
+    fine, coarse = two_archives
+    assert varstream(argv(fine, coarse, tmp_path / "b", *extra)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_labels_the_taxonomy_does_not_know_are_refused(tmp_path, capsys):
+    fine, coarse = tmp_path / "fine", tmp_path / "coarse"
+    write_archive(fine, {"RRab": "saw", "EW": "sine"}, seed=0)
+    write_archive(coarse, {"wiggly": "saw"}, seed=1)
+    assert varstream(argv(fine, coarse, tmp_path / "b", "--superclass-labels", f"csv:{coarse}")) == 2
+    assert "labels ['wiggly'] have no superclass" in capsys.readouterr().err
+
+
+def test_superclass_labels_too_few_to_train_are_refused_not_dropped(tmp_path, capsys):
+    fine, coarse = tmp_path / "fine", tmp_path / "coarse"
+    write_archive(fine, {"RRab": "saw", "EW": "sine"}, seed=0)
+    write_archive(coarse, {"rr_lyrae": "saw"}, seed=1, n=1)  # under --min-class-count 2
+    assert varstream(argv(fine, coarse, tmp_path / "b", "--superclass-labels", f"csv:{coarse}")) == 2
+    assert "no superclass has --min-class-count 2 objects" in capsys.readouterr().err
