@@ -140,4 +140,4 @@ def test_superclass_labels_too_few_to_train_are_refused_not_dropped(tmp_path, ca
     write_archive(fine, {"RRab": "saw", "EW": "sine"}, seed=0)
     write_archive(coarse, {"rr_lyrae": "saw"}, seed=1, n=1)  # under --min-class-count 2
     assert varstream(argv(fine, coarse, tmp_path / "b", "--superclass-labels", f"csv:{coarse}")) == 2
-    assert "no superclass has --min-class-count 2 objects" in capsys.readouterr().err
+    assert "need a superclass label and 2 class labels with --min-class-count 2" in capsys.readouterr().err

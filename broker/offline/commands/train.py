@@ -364,9 +364,10 @@ def main(args: argparse.Namespace) -> int:
     classes = known_classes(dataset, args.min_class_count, args.exclude)
     markers = [c for c in classes if is_superclass_label(c)]
     classes = [c for c in classes if c not in markers]
-    if args.superclass_labels and not markers:
+    if args.superclass_labels and (not markers or len(classes) < 2):
         raise ConfigError(
-            f"--superclass-labels: no superclass has --min-class-count {args.min_class_count} objects"
+            f"--superclass-labels: need a superclass label and 2 class labels with --min-class-count "
+            f"{args.min_class_count} objects; got {markers} and {classes}"
         )
     splits = split_datasets(
         datasets, classes + markers, SPLIT_FRACTIONS, args.split_seed, args.calibration_fraction
