@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from broker.cli import main as varstream
+from broker.config import InferenceConfig
 from broker.offline.commands import train
+from broker.period import PeriodSearchConfig
+from broker.runtime import InferenceRuntime
 from models import hierarchical
-from models.bundle import load_bundle
+from models.bundle import BUNDLES_DIR, load_bundle
 from models.taxonomy import superclass_label, superclass_of
 from models.train import TrainConfig
 from tests.unit.test_train_period_settings import restore_torch_threads  # noqa: F401 (fixture)
@@ -141,3 +144,23 @@ def test_superclass_labels_too_few_to_train_are_refused_not_dropped(tmp_path, ca
     write_archive(coarse, {"rr_lyrae": "saw"}, seed=1, n=1)  # under --min-class-count 2
     assert varstream(argv(fine, coarse, tmp_path / "b", "--superclass-labels", f"csv:{coarse}")) == 2
     assert "need a superclass label and 2 class labels with --min-class-count 2" in capsys.readouterr().err
+
+
+def test_the_shipped_crts_eros_bundle_serves_beside_the_default_novelty():
+    """models/bundles/crts-eros-itcn-supcon: CRTS classes, trained with EROS-1's labels one level up."""
+    shipped = BUNDLES_DIR / "crts-eros-itcn-supcon"
+    bundle = load_bundle(shipped)
+    assert bundle.class_names == load_bundle(BUNDLES_DIR / "crts-itcn-supcon").class_names
+    data = bundle.metadata["data"]
+    assert [(a["format"], a["superclass_only"]) for a in data["archives"]] == [
+        ("crts", False),
+        ("eros", True),
+    ]
+    assert bundle.metadata["training"]["superclass_weight"] == 0.3
+    held_out = bundle.metadata["test_metrics_superclass_labels"]
+    assert held_out["n_objects"] == 438 and held_out["accuracy"] > 0.8
+    # the plugin serves it (ONNX) with crts-itcn's head, which needs the same period search and windows
+    runtime = InferenceRuntime(InferenceConfig(classifier_bundle=str(shipped), device="cpu", engine="onnx"))
+    assert runtime.period_config == PeriodSearchConfig.v2()
+    served = InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
+    assert runtime.info["novelty_name"] == served.info["novelty_name"]  # crts-itcn's head, as by default
