@@ -26,7 +26,7 @@ def member_log_mask(class_names: Sequence[str], markers: Sequence[str]) -> torch
     empty = [m for m, row in zip(markers, rows, strict=True) if not row.any()]
     if empty:
         raise ValueError(f"superclass labels {empty} have no class among {list(class_names)}")
-    return torch.as_tensor(np.where(rows, 0.0, -np.inf), dtype=torch.float32).reshape(len(markers), -1)
+    return torch.as_tensor(np.where(rows, 0.0, -np.inf), dtype=torch.float32)
 
 
 def superclass_nll(logits: torch.Tensor, log_mask: torch.Tensor) -> torch.Tensor:

@@ -126,8 +126,8 @@ def superclass_of(label: str, mapping: dict[str, str] | None = None) -> str | No
     """
     mapping = SUPERCLASS_OF if mapping is None else mapping
     label = str(label)
-    if label.startswith(SUPERCLASS_MARKER) and label[len(SUPERCLASS_MARKER) :] in SUPERCLASSES:
-        return label[len(SUPERCLASS_MARKER) :]
+    if is_superclass_label(label) and (marked := label.removeprefix(SUPERCLASS_MARKER)) in SUPERCLASSES:
+        return marked
     if label in mapping:
         return mapping[label]
     head = label.split("_", 1)[0]

@@ -176,7 +176,7 @@ def superclass_labelled(archives: Sequence[TrainingArchive], chosen: Sequence[st
     superclass markers (EROS-1 "rr_lyrae" -> "superclass:RR_Lyrae", `models.taxonomy.superclass_label`):
     they train the classifier through the hierarchical loss. ConfigError for a choice no archive matches,
     or a label the taxonomy does not know."""
-    from models.taxonomy import superclass_label, superclass_of
+    from models.taxonomy import superclass_label, unmapped
 
     unmatched = sorted(set(chosen) - {a.fmt for a in archives} - {a.spec for a in archives})
     if unmatched:
@@ -187,7 +187,7 @@ def superclass_labelled(archives: Sequence[TrainingArchive], chosen: Sequence[st
             out.append(archive)
             continue
         labels = {str(x) for x in archive.dataset.objects["label"] if x is not None}
-        unknown = sorted(x for x in labels if superclass_of(x) is None)
+        unknown = unmapped(labels)
         if unknown:
             raise ConfigError(f"{archive.spec}: labels {unknown} have no superclass in models.taxonomy")
         dataset = archive.dataset.relabelled({x: superclass_label(x) for x in labels})

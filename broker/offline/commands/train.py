@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from broker.errors import ArchiveError, ConfigError
@@ -470,24 +471,23 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"a positive number, got {text!r}")
-    return value
+def _float_in(what: str, accept) -> Callable[[str], float]:
+    """An argparse type: the number, refused (naming `what`) unless `accept(number)`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a probability in [0, 1], got {text!r}")
-    return value
+_positive = _float_in("a positive number", lambda value: value > 0)
+_probability = _float_in("a probability in [0, 1]", lambda value: 0.0 <= value <= 1.0)
 
 
 def _print_summary(bundle, metrics: dict, out: Path) -> None:
