@@ -17,13 +17,16 @@ from models import hierarchical
 from models.bundle import BUNDLES_DIR, load_bundle
 from models.taxonomy import superclass_label, superclass_of
 from models.train import TrainConfig
-from tests.unit.test_train_period_settings import restore_torch_threads  # noqa: F401 (fixture)
-
-SHAPES = {"saw": lambda phase: 2 * (phase % 1.0) - 1, "sine": lambda phase: np.sin(2 * np.pi * phase)}
+from tests.unit.test_train_ensemble import train_argv
+from tests.unit.test_train_period_settings import (
+    SHAPES,
+    restore_torch_threads,  # noqa: F401 (fixture)
+)
 
 
 def write_archive(folder, labels: dict[str, str], seed: int, n: int = 8) -> None:
-    """n objects per label (label -> shape), one CSV each, 150 points over 300 d, 0.3-0.9 d periods."""
+    """n objects per label (label -> shape), one CSV each (id: its stem), 150 points over 300 d, 0.3-0.9 d
+    periods."""
     rng = np.random.default_rng(seed)
     folder.mkdir()
     for label, shape in labels.items():
@@ -33,11 +36,8 @@ def write_archive(folder, labels: dict[str, str], seed: int, n: int = 8) -> None
             mag = 15 + 0.4 * SHAPES[shape](t / period) + rng.normal(0, 0.02, t.size)
             with (folder / f"{label}{i}.csv").open("w", newline="") as handle:
                 writer = csv.writer(handle)
-                writer.writerow(["id", "mjd", "mag", "err", "class"])
-                writer.writerows(
-                    [f"{label}{i}", f"{a:.6f}", f"{b:.4f}", "0.02", label]
-                    for a, b in zip(t, mag, strict=True)
-                )
+                writer.writerow(["mjd", "mag", "err", "class"])
+                writer.writerows([f"{a:.6f}", f"{b:.4f}", "0.02", label] for a, b in zip(t, mag, strict=True))
 
 
 @pytest.fixture
@@ -50,11 +50,8 @@ def two_archives(tmp_path):
 
 
 def argv(fine, coarse, out, *extra: str) -> list[str]:
-    return ["train", "--data", f"csv:{fine}", "--data", f"csv:{coarse}", "--id-col", "id",
-            "--time-col", "mjd", "--mag-col", "mag", "--err-col", "err", "--class-col", "class",
-            "--min-class-count", "2", "--exclude", "--hidden", "4", "--depth", "5", "--epochs", "1",
-            "--threads", "1", "--no-progress",
-            "--out", str(out), "--cache-dir", str(out.parent / "cache"), *extra]  # fmt: skip
+    """The tiny training of `train_argv` on the class-labelled archive, plus the superclass-labelled one."""
+    return train_argv(fine, out, "--data", f"csv:{coarse}", *extra)
 
 
 def test_the_command_lines_default_weight_is_the_training_default():
