@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -144,6 +145,13 @@ def wait_for_records(run: PluginRun, bootstrap: str, topic: str, at_least: int, 
     while len(read_topic(bootstrap, topic, timeout=1)) < at_least:
         assert time.time() < deadline and run.process.poll() is None, run.log_tail()
         time.sleep(0.2)
+
+
+def sigkill_after_records(run: PluginRun, bootstrap: str, topic: str, at_least: int) -> None:
+    """SIGKILL the (started) plugin once `topic` holds `at_least` committed records, and reap it."""
+    wait_for_records(run, bootstrap, topic, at_least)
+    run.process.send_signal(signal.SIGKILL)
+    run.process.wait(30)
 
 
 def read_annotations(bootstrap: str, topic: str) -> list[dict]:

@@ -6,7 +6,6 @@ its store holds (their policy state is stored with them)."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
 import uuid
 from contextlib import closing
@@ -21,7 +20,13 @@ from broker.kafka_io import KafkaSink
 from broker.offline.replay import Selection, replay
 from broker.store import LightCurveStore
 from models.data import read_crts
-from tests.integration.plugin import PluginRun, read_annotations, read_topic, wait_for_records, write_config
+from tests.integration.plugin import (
+    PluginRun,
+    read_annotations,
+    read_topic,
+    sigkill_after_records,
+    write_config,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -164,9 +169,7 @@ def killed_mid_stream(
         name = f"killed{attempt}"
         run, out = plugin(kafka, stream, name, "lazy", batch_size=20)
         run.start()
-        wait_for_records(run, kafka.bootstrap_servers, out, n_annotations // 4)
-        run.process.send_signal(signal.SIGKILL)
-        run.process.wait(30)
+        sigkill_after_records(run, kafka.bootstrap_servers, out, n_annotations // 4)
         before = len(read_topic(kafka.bootstrap_servers, out))
         assert before > 0
         if before < n_annotations:

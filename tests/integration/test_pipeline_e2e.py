@@ -28,6 +28,7 @@ from tests.integration.plugin import (
     expected_trigger_indices,
     read_annotations,
     read_topic,
+    sigkill_after_records,
     wait_for_records,
     write_config,
 )
@@ -144,9 +145,7 @@ def test_sigkill_mid_stream_leaves_no_alert_unanswered(kafka, new_topic, crts_ob
         kafka_extra='consumer_config = { "session.timeout.ms" = 6000 }',
     )
     killed.start()
-    wait_for_records(killed, kafka.bootstrap_servers, out_killed, len(reference) // 4)
-    killed.process.send_signal(signal.SIGKILL)
-    killed.process.wait(30)
+    sigkill_after_records(killed, kafka.bootstrap_servers, out_killed, len(reference) // 4)
     before = len(read_topic(kafka.bootstrap_servers, out_killed))
     assert 0 < before < len(reference), "the kill must land mid-stream"
 
@@ -269,9 +268,7 @@ def test_exactly_once_survives_sigkill_without_duplicates(kafka, new_topic, crts
     )
     expected = expected_alert_keys(tmp_path / "truth.csv")
     run.start()
-    wait_for_records(run, kafka.bootstrap_servers, out, len(expected) // 4)
-    run.process.send_signal(signal.SIGKILL)
-    run.process.wait(30)
+    sigkill_after_records(run, kafka.bootstrap_servers, out, len(expected) // 4)
     assert run.start().wait() == 0, run.log_tail()
     records = read_annotations(kafka.bootstrap_servers, out)  # read_committed
     keys = [(r["objectId"], r["n_points"]) for r in records]

@@ -22,7 +22,7 @@ from broker.kafka_io import KafkaSink
 from broker.offline.replay import Pace, Selection, replay
 from broker.pipeline import FAULT_ENV, FAULT_EXIT_CODE
 from tests.integration import test_pipeline_e2e as e2e
-from tests.integration.plugin import read_annotations, wait_for_records, write_config
+from tests.integration.plugin import read_annotations, sigkill_after_records, write_config
 from tests.integration.test_pipeline_e2e import MAX_POINTS, expected_alert_keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -89,9 +89,7 @@ def test_exactly_once_two_instances_one_killed(kafka, new_topic, crts_objects, t
     objects = crts_objects[:60]
     replay_to(kafka, src, objects, tmp_path)
     expected = expected_alert_keys(tmp_path / "truth.csv")
-    wait_for_records(runs[0], kafka.bootstrap_servers, out, len(expected) // 3)
-    runs[0].process.send_signal(signal.SIGKILL)
-    runs[0].process.wait(30)
+    sigkill_after_records(runs[0], kafka.bootstrap_servers, out, len(expected) // 3)
     assert runs[1].wait(240) == 0, runs[1].log_tail()
 
     keys = keys_of(read_annotations(kafka.bootstrap_servers, out))  # read_committed
