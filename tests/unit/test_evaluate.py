@@ -138,3 +138,23 @@ def test_novelty_section_splits_known_flagged_objects_by_their_length():
         "100": {"n_seen": 1, "fraction": 1.0},  # 120 points: the 100 bucket
         "200": {"n_seen": 2, "fraction": 0.5},
     }
+
+
+def test_novelty_section_reports_each_unseen_class_apart():
+    """Two unseen classes: the one the head finds and a variant of a trained class it misses. Each gets its
+    own recall and its own ROC AUC against all known objects, so one cannot hide the other."""
+    from models.evaluate import novelty_section
+    from models.windows import Windows
+
+    ids = np.array(["k1", "k2", "k3", "r1", "r2", "v1", "v2"], object)
+    labels = np.array(["a", "a", "b", "RS_CVn", "RS_CVn", "Blazhko", "Blazhko"], object)
+    lengths = np.full(7, 200, np.int32)
+    windows = Windows(np.zeros((7, 200, 3), np.float32), np.zeros((7, 3), np.float32), lengths, ids, labels)
+    scores = np.array([1.0, 2.0, 8.5, 9.9, 9.0, 0.5, 1.5])
+    section, _, _ = novelty_section(windows, scores, lambda s, n: s * 10.0, ["a", "b"])
+    rs_cvn, blazhko = section["by_unseen_class"]["RS_CVn"], section["by_unseen_class"]["Blazhko"]
+    assert (rs_cvn["n"], rs_cvn["p95_recall"]) == (2, 0.5)
+    assert rs_cvn["p80_recall"] == 1.0 and rs_cvn["roc_auc"] == 1.0
+    assert (blazhko["p80_recall"], blazhko["p95_recall"]) == (0.0, 0.0)
+    assert blazhko["roc_auc"] == pytest.approx(1 / 6)  # above one of three known objects' scores, once
+    assert section["p95"]["recall"] == 0.25  # the classes together

@@ -284,6 +284,12 @@ def _print_novelty(key: str, novelty: dict | None) -> None:
         )
     if "roc_auc" in novelty:
         print(f"  ROC AUC {novelty['roc_auc']:.3f}")
+    for name, rates in novelty.get("by_unseen_class", {}).items():
+        auc = f", ROC AUC {rates['roc_auc']:.3f}" if "roc_auc" in rates else ""
+        print(
+            f"  unseen {name} ({rates['n']}): recall p80 {rates['p80_recall']:.3f} "
+            f"p95 {rates['p95_recall']:.3f}{auc}"
+        )
     by_length = novelty["p95"].get("known_flagged_by_length", {})
     if by_length:
         rates = ", ".join(f"L{k} {v['fraction']:.3f} (n {v['n_seen']})" for k, v in by_length.items())
