@@ -111,15 +111,17 @@ def split_datasets(
     return {name: WindowDataset.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
-def recorded_splits(dataset, bundle) -> dict:
-    """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes in
-    `dataset` (one WindowDataset, or a list of them split one by one as training split its archives),
-    with the fractions and seed recorded in the bundle (today's defaults for bundles that lack them)."""
+def recorded_splits(dataset, bundle, classes: Sequence[str] | None = None) -> dict:
+    """The by-object train/val/test (and calibration, where recorded) split of the bundle's classes (or
+    `classes`) in `dataset` (one WindowDataset, or a list of them split one by one as training split its
+    archives), with the fractions and seed recorded in the bundle (today's defaults for bundles that lack
+    them)."""
     recorded = bundle.metadata.get("data", {}).get("split", {})
     fractions = tuple(recorded.get("fractions", SPLIT_FRACTIONS))
     calibration = float((recorded.get("calibration") or {}).get("fraction_of_train", 0.0))
     datasets = dataset if isinstance(dataset, list) else [dataset]
-    return split_datasets(datasets, bundle.class_names, fractions, recorded.get("seed", 0), calibration)
+    chosen = bundle.class_names if classes is None else classes
+    return split_datasets(datasets, chosen, fractions, recorded.get("seed", 0), calibration)
 
 
 def calibration_split(splits: dict) -> tuple[str, object]:
@@ -216,6 +218,28 @@ def superclass_objects_train_only(splits: dict, markers: Sequence[str]) -> tuple
     if joining:
         out["train"] = WindowDataset.concatenate([splits["train"], *joining])
     return out, held_out
+
+
+def trained_one_level_up(bundle, spec: str) -> bool:
+    """Whether `bundle` trained on archives of `spec`'s format with their labels as superclasses only."""
+    from broker.offline.archives.base import parse_spec
+
+    fmt, _ = parse_spec(spec)
+    archives = bundle.metadata.get("data", {}).get("archives", [])
+    return any(a.get("format") == fmt and a.get("superclass_only") for a in archives)
+
+
+def held_out_superclass_objects(dataset, bundle):
+    """The objects of a superclass-labelled archive that `bundle`'s training held out (its test split;
+    its val and calibration objects trained), labelled with their superclass markers. The split is rebuilt
+    as training built it: the archive split alone, its markers as its classes, the recorded seed."""
+    from models.taxonomy import superclass_label
+
+    labels = set(map(str, dataset.objects["label"]))
+    marked = dataset.relabelled({x: superclass_label(x) for x in labels})
+    markers = sorted({superclass_label(x) for x in labels})
+    _, held_out = superclass_objects_train_only(recorded_splits(marked, bundle, markers), markers)
+    return held_out
 
 
 def superclass_test_metrics(bundle, held_out, device: str) -> dict:

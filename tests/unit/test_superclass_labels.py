@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -90,6 +91,7 @@ def test_a_batch_of_class_labels_alone_gets_the_plain_cross_entropy():
 def test_superclass_labelled_objects_train_and_are_scored_one_level_up(
     two_archives,
     tmp_path,
+    capsys,
     restore_torch_threads,  # noqa: F811
 ):
     fine, coarse = two_archives
@@ -112,6 +114,25 @@ def test_superclass_labelled_objects_train_and_are_scored_one_level_up(
     # the weight reaches the loss: same seed and windows, another first-epoch loss
     first = [load_bundle(b).metadata["training"]["history"][0]["train_loss"] for b in (out, lighter)]
     assert first[0] != first[1]
+    # `evaluate --split test` on that archive scores the same held-out objects one level up
+    report = tmp_path / "report"
+    assert varstream(evaluate_argv(out, coarse, report, "--split", "test", "--novelty-bundle", str(out))) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n_objects"] == held_out["n_objects"]
+    assert metrics["superclass"]["accuracy"] == pytest.approx(held_out["accuracy"])
+    # its labels are known superclasses, not unseen classes: novelty scores them one level up only
+    assert "novelty" not in metrics and "novelty_head" not in metrics
+    assert metrics["superclass"]["novelty"]["n_seen"] == held_out["n_objects"]
+    assert metrics["superclass"]["novelty"]["n_unseen"] == 0
+    # their validation objects trained
+    assert varstream(evaluate_argv(out, coarse, report, "--split", "val", "--novelty-bundle", "none")) == 2
+    assert "only its test objects were held out" in capsys.readouterr().err
+
+
+def evaluate_argv(bundle, coarse, out, *extra: str) -> list[str]:
+    return ["evaluate", "--bundle", str(bundle), "--data", f"csv:{coarse}", "--time-col", "mjd",
+            "--mag-col", "mag", "--err-col", "err", "--class-col", "class", "--threads", "1",
+            "--no-progress", "--out", str(out), "--cache-dir", str(out.parent / "cache"), *extra]  # fmt: skip
 
 
 @pytest.mark.parametrize(

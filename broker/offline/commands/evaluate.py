@@ -15,7 +15,9 @@ lacks). When the data carry catalogue periods, the plugin's found periods are co
 
 --split test (or val) keeps only that by-object split of the known classes (same fractions and seed as
 training, read from the bundle) plus all unknown-class objects: the honest score of a bundle trained on
-the same archive.
+the same archive. On an archive the bundle trained on with superclass labels (`train --superclass-labels`,
+EROS-1 for crts-eros-itcn-supcon) only its test objects were held out: --split test scores those one level
+up (as training recorded them in `test_metrics_superclass_labels`), with novelty at superclass level only.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from broker.offline.commands.train import (
     load_dataset,
     set_threads,
 )
-from broker.offline.training_sets import bundle_labels, recorded_splits
+from broker.offline.training_sets import (
+    bundle_labels,
+    held_out_superclass_objects,
+    recorded_splits,
+    trained_one_level_up,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,8 +89,20 @@ def load_bundles(bundle_path, novelty_arg):
     return classifier, novelty
 
 
-def restrict_to_split(dataset, classifier, split: str):
-    """That by-object split of the classifier's classes (as recorded in the bundle) + all other objects."""
+def restrict_to_split(dataset, classifier, split: str, spec: str = ""):
+    """That by-object split of the classifier's classes (as recorded in the bundle) + all other objects.
+
+    An archive the bundle trained on one level up (`--superclass-labels`, EROS-1 for crts-eros-itcn-supcon)
+    has only its test objects held out, under their superclass markers, and no unseen objects."""
+    if spec and trained_one_level_up(classifier, spec):
+        if split != "test":
+            raise ConfigError(
+                f"{spec}: {classifier.name} trained on it with superclass labels, its {split} objects too "
+                "(only its test objects were held out): use --split test or all"
+            )
+        held_out = held_out_superclass_objects(dataset, classifier)
+        none = dataset.only_classes([])
+        return (none if held_out is None else held_out), none
     part = recorded_splits(dataset, classifier)[split]
     others = set(dataset.objects["label"]) - set(classifier.class_names)
     unseen = dataset.only_classes(others)
@@ -110,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
     objects = dataset.objects
     windows = dataset.windows
     if args.split != "all":
-        part, unseen = restrict_to_split(dataset, classifier, args.split)
+        part, unseen = restrict_to_split(dataset, classifier, args.split, args.data)
         parts = [p.windows for p in (part, unseen) if len(p.windows)]
         windows = Windows.concatenate(parts)
         objects = objects[
@@ -118,7 +137,12 @@ def main(args: argparse.Namespace) -> int:
         ]
     if windows.labels is None or not len(windows):
         raise ConfigError(f"{args.data}: no labelled windows to evaluate")
-    evaluation = evaluate_bundles(windows, classifier, novelty, device=args.device)
+    # labels one level up (held-out superclass-labelled objects) are no unseen classes: novelty is scored
+    # at superclass level only, where they are known superclasses (its false-alarm rate on that survey)
+    one_level_up = args.split != "all" and trained_one_level_up(classifier, args.data)
+    evaluation = evaluate_bundles(windows, classifier, None if one_level_up else novelty, device=args.device)
+    if one_level_up:
+        evaluation.metrics.pop("novelty_head", None)
     called = called_unknown_classes(windows, classifier, args.device)
     metrics = {
         "data": args.data,
