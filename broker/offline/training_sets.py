@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 from broker.errors import ConfigError
 
@@ -124,6 +125,22 @@ def recorded_splits(dataset, bundle, classes: Sequence[str] | None = None) -> di
     return split_datasets(datasets, chosen, fractions, recorded.get("seed", 0), calibration)
 
 
+def recorded_training_splits(archives: Sequence[TrainingArchive], bundle) -> dict:
+    """The bundle's splits of its training `archives` (in training order) as `varstream train` made them:
+    archives it trained on one level up (recorded `superclass_only`) labelled with superclass markers and
+    split with them, their val and calibration objects moved into train."""
+    recorded = bundle.metadata.get("data", {}).get("archives", [])
+    if not any(a.get("superclass_only") for a in recorded):
+        return recorded_splits([a.dataset for a in archives], bundle)
+    if len(recorded) != len(archives):
+        raise ConfigError(f"{bundle.name} trained on {len(recorded)} archives; got {len(archives)}")
+    coarse = [a.spec for a, r in zip(archives, recorded, strict=True) if r.get("superclass_only")]
+    archives = superclass_labelled(archives, coarse)
+    markers = sorted({str(x) for a in archives if a.superclass_only for x in a.dataset.objects["label"]})
+    splits = recorded_splits([a.dataset for a in archives], bundle, [*bundle.class_names, *markers])
+    return superclass_objects_train_only(splits, markers)[0]
+
+
 def calibration_split(splits: dict) -> tuple[str, object]:
     """(name, WindowDataset) of the split post-hoc fits use: "calibration" when there is one, else "val"
     (bundles trained before the calibration split, whose validation split also chose the epoch)."""
@@ -224,9 +241,11 @@ def trained_one_level_up(bundle, spec: str) -> bool:
     """Whether `bundle` trained on archives of `spec`'s format with their labels as superclasses only."""
     from broker.offline.archives.base import parse_spec
 
-    fmt, _ = parse_spec(spec)
-    archives = bundle.metadata.get("data", {}).get("archives", [])
-    return any(a.get("format") == fmt and a.get("superclass_only") for a in archives)
+    fmt, path = parse_spec(spec)
+    same = [a for a in bundle.metadata.get("data", {}).get("archives", []) if a.get("format") == fmt]
+    if len({bool(a.get("superclass_only")) for a in same}) > 1:  # that format both ways: tell by path
+        same = [a for a in same if Path(parse_spec(a["source"])[1]).resolve() == Path(path).resolve()]
+    return any(a.get("superclass_only") for a in same)
 
 
 def held_out_superclass_objects(dataset, bundle):

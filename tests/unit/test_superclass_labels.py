@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -124,14 +125,31 @@ def test_superclass_labelled_objects_train_and_are_scored_one_level_up(
     assert "novelty" not in metrics and "novelty_head" not in metrics
     assert metrics["superclass"]["novelty"]["n_seen"] == held_out["n_objects"]
     assert metrics["superclass"]["novelty"]["n_unseen"] == 0
+    # the other archive (same format, class labels) is scored at class level, as any
+    fine_report = tmp_path / "fine_report"
+    no_novelty = ("--split", "test", "--novelty-bundle", "none")
+    assert varstream(evaluate_argv(out, fine, fine_report, *no_novelty)) == 0
+    assert json.loads((fine_report / "metrics.json").read_text())["n_objects_classified"] > 0
+    # the head and temperatures refit on the splits training made: the same bank, the same tables
+    refit = tmp_path / "refit"
+    shutil.copytree(out, refit)
+    assert varstream(["fit-novelty-head", "--bundle", str(refit), "--data", f"csv:{fine}", "--data",
+                      f"csv:{coarse}", *COLUMNS, "--threads", "1", "--no-progress", "--cache-dir",
+                      str(tmp_path / "cache")]) == 0  # fmt: skip
+    heads = [load_bundle(b).novelty_head for b in (out, refit)]
+    assert heads[1].info["bank_windows"] == heads[0].info["bank_windows"]
+    np.testing.assert_allclose(heads[1].bank, heads[0].bank, atol=1e-6)
+    assert heads[1].thresholds == pytest.approx(heads[0].thresholds)
     # their validation objects trained
     assert varstream(evaluate_argv(out, coarse, report, "--split", "val", "--novelty-bundle", "none")) == 2
     assert "only its test objects were held out" in capsys.readouterr().err
 
 
-def evaluate_argv(bundle, coarse, out, *extra: str) -> list[str]:
-    return ["evaluate", "--bundle", str(bundle), "--data", f"csv:{coarse}", "--time-col", "mjd",
-            "--mag-col", "mag", "--err-col", "err", "--class-col", "class", "--threads", "1",
+COLUMNS = ("--time-col", "mjd", "--mag-col", "mag", "--err-col", "err", "--class-col", "class")
+
+
+def evaluate_argv(bundle, archive, out, *extra: str) -> list[str]:
+    return ["evaluate", "--bundle", str(bundle), "--data", f"csv:{archive}", *COLUMNS, "--threads", "1",
             "--no-progress", "--out", str(out), "--cache-dir", str(out.parent / "cache"), *extra]  # fmt: skip
 
 

@@ -24,7 +24,12 @@ from broker.offline.commands.train import (
     load_archives_for,
     set_threads,
 )
-from broker.offline.training_sets import calibration_split, differing_ids, recorded_splits, split_ids
+from broker.offline.training_sets import (
+    calibration_split,
+    differing_ids,
+    recorded_training_splits,
+    split_ids,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,9 +78,8 @@ def main(args: argparse.Namespace) -> int:
     splits = _splits(args, bundle)
     name, part = calibration_split(splits)
     weights = {"weight_grid": args.period_amplitude_weights} if args.period_amplitude_weights else {}
-    head = fit_knn_head(
-        bundle, splits["train"].windows, part.windows, args.k, args.seed, args.device, name, **weights
-    )
+    bank = splits["train"].only_classes(bundle.class_names).windows  # as training: class-labelled only
+    head = fit_knn_head(bundle, bank, part.windows, args.k, args.seed, args.device, name, **weights)
     bundle.novelty_head = head
     temperature = fit_temperatures(bundle, part.windows, args.seed, args.device, name)
     attach(bundle, temperature)
@@ -102,7 +106,7 @@ def _splits(args: argparse.Namespace, bundle) -> dict:
     period_config, window_config = configs_from(bundle.period_search, bundle.window)
     archives = load_archives_for(args, period_config, window_config)
     recorded = bundle.metadata.get("data", {}).get("split", {})
-    splits = recorded_splits([a.dataset for a in archives], bundle)
+    splits = recorded_training_splits(archives, bundle)
     if differing_ids(recorded, split_ids(splits), ("train_ids",), unrecorded_match=True):
         raise ConfigError(
             f"{args.data}: its split does not give the train ids recorded in {args.bundle or 'the bundle'} "
