@@ -114,3 +114,19 @@ def test_a_failing_survey_is_reported_and_the_others_still_run(shared_data, tmp_
     assert eros["survey"] == "eros" and "eros1_ramp" in eros["error"]
     assert macho["superclass_n"] == 15 and "bad points cut" in macho["note"]
     assert "| eros | error:" in (out / "surveys.md").read_text()
+
+
+def test_the_surveys_a_bundle_trained_on_are_scored_on_their_test_split_by_default(tmp_path):
+    """Read from each bundle's metadata: one archive (data.format), several (data.archives), none known."""
+    from broker.errors import ConfigError
+    from broker.offline.commands.evaluate_surveys import trained_surveys
+    from models.bundle import BUNDLES_DIR
+
+    surveys = {"crts", "eros", "ogle", "macho"}
+    assert trained_surveys(None, surveys) == {"crts"}  # the served classifier
+    assert trained_surveys(BUNDLES_DIR / "crts-itcn", surveys) == {"crts"}
+    assert trained_surveys(BUNDLES_DIR / "crts-eros-itcn-supcon", surveys) == {"crts", "eros"}
+    (tmp_path / "metadata.json").write_text(json.dumps({"metadata": {"data": {"format": "csv"}}}))
+    assert trained_surveys(tmp_path, surveys) == set()
+    with pytest.raises(ConfigError, match=r"no metadata\.json"):
+        trained_surveys(tmp_path / "missing", surveys)

@@ -30,9 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--surveys", help="comma-separated subset of crts,eros,ogle,macho (default: all)")
     parser.add_argument(
         "--test-split",
-        default="crts",
-        help="comma-separated surveys scored on their by-object test split only (those the bundle was "
-        "trained on; default: crts); 'none' for none",
+        help="comma-separated surveys scored on their by-object test split only (default: those the "
+        "bundle's metadata says it trained on, e.g. crts,eros for crts-eros-itcn-supcon); 'none' for none",
     )
     parser.add_argument("--max-points", type=int, help="use only each object's first N points")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
@@ -56,6 +55,19 @@ def evaluate_argv(survey, args: argparse.Namespace) -> list[str]:
     return argv
 
 
+def trained_surveys(bundle: Path | None, surveys: set[str]) -> set[str]:
+    """Those of `surveys` whose archive format the bundle's metadata records it trained on: scored on
+    their test split, since the bundle has seen the rest of them."""
+    from models.bundle import DEFAULT_CLASSIFIER_BUNDLE
+
+    path = Path(bundle or DEFAULT_CLASSIFIER_BUNDLE) / "metadata.json"
+    if not path.is_file():
+        raise ConfigError(f"{path.parent}: no metadata.json; name the trained surveys with --test-split")
+    data = json.loads(path.read_text()).get("metadata", {}).get("data", {})
+    formats = {a.get("format") for a in data.get("archives", [])}
+    return (formats or set(str(data.get("format", "")).split("+"))) & surveys
+
+
 def main(args: argparse.Namespace) -> int:
     from broker.offline.surveys import (
         SURVEY_NAMES,
@@ -69,7 +81,11 @@ def main(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.surveys.split(",")] if args.surveys else None
     args.out.mkdir(parents=True, exist_ok=True)
     surveys = shared_surveys(data_root, args.out / "inputs", names)
-    test_split = {n.strip() for n in args.test_split.split(",")} - {"none", ""}
+    if args.test_split is None:
+        test_split = trained_surveys(args.bundle, set(SURVEY_NAMES))
+        print(f"scored on their test split only (trained on): {', '.join(sorted(test_split)) or 'none'}")
+    else:
+        test_split = {n.strip() for n in args.test_split.split(",")} - {"none", ""}
     unknown = sorted(test_split - set(SURVEY_NAMES))
     if unknown:
         raise ConfigError(f"--test-split names unknown survey(s) {unknown}")
