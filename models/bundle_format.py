@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_VERSION = 1
+ANY_LENGTH = "any"  # key of an ONNX classifier export whose length axis is dynamic: one graph, every length
 KINDS = ("classifier", "novelty")
 WEIGHTS_FILE = "weights.pt"
 METADATA_FILE = "metadata.json"

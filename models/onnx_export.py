@@ -2,8 +2,8 @@
 
 Written into the bundle folder (the torch weights stay the source of truth):
 
-    onnx/classifier-L{length}.onnx   iTCN/TCN/iResNet, one file per window length the plugin builds (the
-                                     circular padding's graph depends on the length); inputs x (n, 2, length)
+    onnx/classifier.onnx             iTCN/TCN/iResNet, any window length (the circular padding is exported
+                                     as tile + slice, one branch for every length); inputs x (n, 2, length)
                                      float32 and aux (n, 3) float32, outputs embedding (n, hidden) (the
                                      novelty head's input) and logits (n, K) float32
     onnx/novelty.onnx                AE-GMM encoder + estimation network, any length; inputs x (n, length, 3)
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from models.bundle import METADATA_FILE, WEIGHTS_FILE, Bundle, build_model, load_bundle
+from models.bundle_format import ANY_LENGTH
 from models.jsonio import json_default
 
 ONNX_DIR = "onnx"
@@ -72,8 +73,9 @@ def _plain(bundle: Bundle) -> torch.nn.Module:
 
 
 def _export(graph: torch.nn.Module, args: tuple, path: Path, outputs: list[str], dynamic: dict) -> None:
-    # The tracer warns that the circular padding's branch on the length is fixed (hence one file per
-    # length) and that a GRU with a batch > 1 may not generalise (the parity test checks other batches).
+    # The tracer warns about shape arithmetic it records (the circular padding's tile count, a function of
+    # the dynamic length: the parity tests check other lengths) and that a GRU with a batch > 1 may not
+    # generalise (the parity test checks other batches).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated
@@ -95,33 +97,30 @@ def _export_traced(graph, args: tuple, path: Path, outputs: list[str], dynamic: 
     )
 
 
-def export_onnx(bundle: Bundle, path: str | Path, lengths: list[int] | None = None) -> dict:
-    """Write the ONNX files of `bundle` into the bundle folder `path`; return the metadata "onnx" section.
-
-    lengths: window lengths to export a classifier for (default: the bundle's window buckets and L).
-    """
+def export_onnx(bundle: Bundle, path: str | Path) -> dict:
+    """Write the ONNX files of `bundle` into the bundle folder `path`; return the metadata "onnx" section."""
     path = Path(path)
     out_dir = path / ONNX_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     model = _plain(bundle)
     window = bundle.window
-    lengths = sorted({int(b) for b in (lengths or [*window.get("buckets", []), window.get("length", 200)])})
+    length = int(window.get("length", 200))
     aux = torch.zeros(2, 3)
     files: dict = {}
+    for stale in out_dir.glob("classifier-L*.onnx"):  # the one-file-per-length export of earlier versions
+        stale.unlink()
     with torch.no_grad():
         if bundle.kind == "classifier":
             graph = _ClassifierGraph(model).eval()
-            files["classifier"] = {}
-            for length in lengths:
-                name = f"{ONNX_DIR}/classifier-L{length}.onnx"
-                x = torch.zeros(2, 2, length)
-                dynamic = {"x": {0: "n"}, "aux": {0: "n"}, "embedding": {0: "n"}, "logits": {0: "n"}}
-                _export(graph, (x, aux), path / name, ["embedding", "logits"], dynamic)
-                files["classifier"][str(length)] = name
+            name = f"{ONNX_DIR}/classifier.onnx"
+            x = torch.zeros(2, 2, length)
+            dynamic = {"x": {0: "n", 2: "length"}, "aux": {0: "n"}, "embedding": {0: "n"}, "logits": {0: "n"}}
+            _export(graph, (x, aux), path / name, ["embedding", "logits"], dynamic)
+            files["classifier"] = {ANY_LENGTH: name}
         else:
             graph = _NoveltyGraph(model).eval()
-            x = torch.zeros(2, max(lengths), 3)
-            x[:, :, 1] = torch.linspace(-1, 1, max(lengths))
+            x = torch.zeros(2, length, 3)
+            x[:, :, 1] = torch.linspace(-1, 1, length)
             dynamic = {"x": {0: "n", 1: "length"}, "aux": {0: "n"}, "z": {0: "n"}, "logits": {0: "n"}}
             files["novelty"] = f"{ONNX_DIR}/novelty.onnx"
             _export(graph, (x, aux), path / files["novelty"], ["z", "logits"], dynamic)
@@ -135,7 +134,7 @@ def export_onnx(bundle: Bundle, path: str | Path, lengths: list[int] | None = No
     weights = path / WEIGHTS_FILE
     section = {
         "opset": OPSET,
-        "lengths": lengths,
+        "lengths": ANY_LENGTH,
         "files": files,
         "exported_with_torch": torch.__version__,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from models.bundle_format import (
+    ANY_LENGTH,
     BundleFormatError,
     Prediction,
     check_lengths,
@@ -123,7 +124,10 @@ class OnnxBundle:
 
         files = section["files"]
         if self.kind == "classifier":
-            self._sessions = {int(k): session(v) for k, v in files["classifier"].items()}
+            # {"any": file} (one dynamic-length graph), or {"50": file, ...} (exports before 2026-12-07)
+            self._sessions = {
+                k if k == ANY_LENGTH else int(k): session(v) for k, v in files["classifier"].items()
+            }
             self._energy = None
             outputs = [o.name for o in next(iter(self._sessions.values())).get_outputs()]
             if self.novelty_head is not None and "embedding" not in outputs:
@@ -144,7 +148,7 @@ class OnnxBundle:
 
     def _run(self, length: int, x: np.ndarray, aux: np.ndarray) -> list[np.ndarray]:
         if self.kind == "classifier":
-            sess = self._sessions.get(length)
+            sess = self._sessions.get(ANY_LENGTH) or self._sessions.get(length)
             if sess is None:
                 raise BundleFormatError(
                     f"bundle {self.path}: no ONNX classifier for window length {length} "
