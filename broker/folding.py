@@ -8,8 +8,9 @@ Policy (the same at training and at inference):
 2. Points stay in temporal order; windows are cut in time, never across a shuffle (Zhang & Bloom 2020).
    - n >= L: consecutive segments of L points; when the remainder r = n mod L is >= min_remainder, one
      more window of the last L points (it overlaps the previous one, so no late point is lost).
-   - n < L: one window of the largest bucket b <= n, made of the b most recent points; none when
-     n < min_length (an empty `Windows`; the caller counts the skip).
+   - n < L: with `short_window = "bucket"` (the first bundles), one window of the largest bucket b <= n,
+     made of the b most recent points; with "all", one window of all n points (a young object's window
+     keeps every point it has). None when n < min_length (an empty `Windows`; the caller counts the skip).
 3. Each window is folded with phase φ = ((t − t_first) / P) mod 1 (t_first: the window's first time) and
    sorted by phase.
 4. Channels per step (Δφ, m, σ): Δφ_i = φ_i − φ_{i−1}, and the first step wraps around, Δφ_0 = φ_0 + 1 −
@@ -32,6 +33,7 @@ from models.lightcurve import LightCurve
 from models.windows import AUX, CHANNELS, Windows
 
 MIN_STD_MAG = 1e-3
+SHORT_WINDOWS = ("bucket", "all")  # WindowConfig.short_window
 
 
 class FoldingError(VarstreamError, ValueError):
@@ -43,14 +45,18 @@ class WindowConfig:
     """Window cutting settings; part of every window-cache key.
 
     length: L, points per window (x is padded to it). min_length: fewer points give no window.
-    buckets: allowed window lengths for light curves shorter than L (ascending, largest <= L).
+    buckets: window lengths training crops to, and (short_window "bucket") the lengths a light curve
+    shorter than L is cut to (ascending, largest <= L).
     min_remainder: leftover points (n mod L) that earn one extra window of the last L points.
+    short_window: "bucket" (the largest bucket <= n of the most recent points) or "all" (all n points) for
+    a light curve of n < L points.
     """
 
     length: int = 200
     min_length: int = 50
     buckets: tuple[int, ...] = (50, 100, 150, 200)
     min_remainder: int = 50
+    short_window: str = "bucket"
 
     def __post_init__(self) -> None:
         buckets = tuple(int(b) for b in self.buckets)
@@ -68,6 +74,8 @@ class WindowConfig:
                 f"1 <= min_remainder <= length; got length={self.length}, min_length={self.min_length}, "
                 f"buckets={buckets}, min_remainder={self.min_remainder}"
             )
+        if self.short_window not in SHORT_WINDOWS:
+            raise FoldingError(f"short_window must be one of {SHORT_WINDOWS}, got {self.short_window!r}")
 
 
 def window_slices(n_points: int, config: WindowConfig) -> list[slice]:
@@ -80,6 +88,8 @@ def window_slices(n_points: int, config: WindowConfig) -> list[slice]:
         return slices
     if n_points < config.min_length:
         return []
+    if config.short_window == "all":
+        return [slice(0, n_points)]
     bucket = max(b for b in config.buckets if b <= n_points)
     return [slice(n_points - bucket, n_points)]
 

@@ -111,7 +111,7 @@ def _build(objects, period_config, window_config, progress, max_points, tag) -> 
         "tag": tag,
         "cache_version": CACHE_VERSION,
         "period_config": period_config.fingerprint(),
-        "window_config": dataclasses.asdict(window_config),
+        "window_config": _window_fingerprint(window_config),
         "max_points": max_points,
         "n_objects": len(objects),
         "n_windows": len(windows),
@@ -154,9 +154,18 @@ def _config_fingerprint(period_config, window_config, max_points) -> dict:
     return {
         "cache_version": CACHE_VERSION,
         "period_config": period_config.fingerprint(),
-        "window_config": dataclasses.asdict(window_config),
+        "window_config": _window_fingerprint(window_config),
         "max_points": max_points,
     }
+
+
+def _window_fingerprint(window_config) -> dict:
+    """The window settings of a cache key; settings added later are left out at their default, so caches
+    written before they existed stay valid (their windows are the default's)."""
+    fields = dataclasses.asdict(window_config)
+    if fields["short_window"] == "bucket":
+        del fields["short_window"]
+    return fields
 
 
 def _content_key(objects, period_config, window_config, max_points) -> str:

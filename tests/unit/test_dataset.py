@@ -71,6 +71,18 @@ def test_cache_round_trip_and_key(tmp_path):
     build_windows(objects(), PERIODS, WindowConfig(min_remainder=100), tmp_path, progress=False)
     build_windows(objects()[:4], PERIODS, WINDOWS, tmp_path, progress=False)
     assert len(list(tmp_path.glob("*.json"))) == 3  # other config, other objects: other keys
+    build_windows(objects(), PERIODS, WindowConfig(short_window="all"), tmp_path, progress=False)
+    assert len(list(tmp_path.glob("*.json"))) == 4
+
+
+def test_a_window_setting_at_its_default_leaves_older_cache_keys_as_they_were():
+    """short_window came later: at "bucket" (the windows caches were built with) it is not in the key."""
+    from broker.offline.dataset import _window_fingerprint
+
+    assert _window_fingerprint(WindowConfig()) == {
+        "length": 200, "min_length": 50, "buckets": (50, 100, 150, 200), "min_remainder": 50
+    }  # fmt: skip
+    assert _window_fingerprint(WindowConfig(short_window="all"))["short_window"] == "all"
 
 
 def test_unlabelled_windows_survive_save_and_load(tmp_path):

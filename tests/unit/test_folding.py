@@ -45,6 +45,22 @@ def test_cutting_policy(n, expected):
     assert [(s.start, s.stop) for s in window_slices(n, CONFIG)] == expected
 
 
+@pytest.mark.parametrize(("n", "expected"), [(49, []), (50, [(0, 50)]), (120, [(0, 120)]), (199, [(0, 199)]),
+                                           (250, [(0, 200), (50, 250)])])  # fmt: skip
+def test_a_short_curve_keeps_every_point_with_short_window_all(n, expected):
+    """Under L points, one window of all of them; from L points on, the same policy as "bucket"."""
+    config = WindowConfig(short_window="all")
+    assert [(s.start, s.stop) for s in window_slices(n, config)] == expected
+    windows = make_windows(lightcurve(max(n, 1)), 0.61, "o", None, config)
+    assert [int(length) for length in windows.lengths] == [s[1] - s[0] for s in expected]
+
+
+def test_short_window_is_checked():
+    assert WindowConfig().short_window == "bucket"  # bundles that do not record it: the first policy
+    with pytest.raises(FoldingError, match="short_window"):
+        WindowConfig(short_window="longest")
+
+
 def test_shapes_padding_and_metadata():
     windows = make_windows(lightcurve(546), 0.61, "obj-1", "RRab", CONFIG)
     assert isinstance(windows, Windows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from broker import folding
 from broker.cli import main as varstream
 from broker.offline.commands import train
 from models import ensemble
@@ -26,6 +27,7 @@ def train_argv(csv_folder, out, *extra: str) -> list[str]:
 
 def test_choices_spelled_out_for_the_command_line_are_the_ensembles():
     assert train.ENSEMBLE_COMBINES == ensemble.COMBINES
+    assert train.SHORT_WINDOWS == folding.SHORT_WINDOWS
     assert train.ENSEMBLE_EMBEDDINGS == ensemble.EMBEDDINGS
 
 

@@ -70,9 +70,11 @@ def test_a_v2_bundle_carries_the_v2_search_into_the_runtime(two_shape_csv, tmp_p
     argv = ["train", "--data", f"csv:{two_shape_csv}", "--time-col", "mjd", "--mag-col", "mag",
             "--err-col", "err", "--class-col", "class", "--min-class-count", "2", "--exclude",
             "--hidden", "4", "--depth", "5", "--epochs", "1", "--threads", "1", "--no-progress",
-            "--period-settings", "v2", "--out", str(out), "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+            "--period-settings", "v2", "--short-window", "all", "--out", str(out), "--cache-dir",
+            str(tmp_path / "cache")]  # fmt: skip
     assert varstream(argv) == 0
     bundle = load_bundle(out)
+    assert bundle.window["short_window"] == "all"
     assert bundle.period_search == dataclasses.asdict(PeriodSearchConfig.v2())
     assert bundle.period_search["peak_choice"] == "harmonic"
     assert bundle.period_search["min_period_days"] == 0.03
@@ -80,6 +82,7 @@ def test_a_v2_bundle_carries_the_v2_search_into_the_runtime(two_shape_csv, tmp_p
         InferenceConfig(classifier_bundle=str(out), novelty_bundle="none", device="cpu", engine="onnx")
     )
     assert runtime.period_config == PeriodSearchConfig.v2()
+    assert runtime.window_config.short_window == "all"
 
 
 def test_novelty_rates_by_hand():
@@ -109,6 +112,9 @@ def test_bundles_differ_in_settings_only_where_the_configurations_do():
     assert differing_settings(bundle(older), bundle(newer)) == []
     assert differing_settings(bundle(older), bundle(newer | {"candidates": 8})) == ["period_search"]
     assert differing_settings(bundle(older), bundle(newer, min_length=100)) == ["window"]
+    # short_window came later too: unrecorded is "bucket"; "all" folds young objects otherwise
+    assert differing_settings(bundle(older), bundle(newer, short_window="bucket")) == []
+    assert differing_settings(bundle(older), bundle(newer, short_window="all")) == ["window"]
     require_same_settings(bundle(older), bundle(newer))  # the plugin and evaluate serve these together
     with pytest.raises(BundleError, match="different period_search settings"):
         require_same_settings(bundle(older), bundle(newer | {"candidates": 8}))

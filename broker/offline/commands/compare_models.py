@@ -21,12 +21,11 @@ import numpy as np
 from broker.offline.commands.train import (
     add_common_arguments,
     add_period_settings_argument,
-    configs_from,
     known_classes,
     load_dataset,
     load_labelled_objects,
-    period_config_named,
     set_threads,
+    settings_named,
 )
 from broker.offline.training_sets import SPLIT_FRACTIONS, split_summary
 
@@ -79,8 +78,7 @@ def main(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     started = time.monotonic()
-    _, window_config = configs_from()
-    period_config = period_config_named(args.period_settings)
+    period_config, window_config = settings_named(args)
     progress = not args.no_progress
     dataset = load_dataset(
         args.data, period_config, window_config, progress=progress, cache_dir=args.cache_dir
@@ -180,8 +178,7 @@ def _accuracy_vs_points(args, val_split, predictors, classes, progress) -> dict:
 
     if not args.points:
         return {}
-    _, window_config = configs_from()
-    period_config = period_config_named(args.period_settings)
+    period_config, window_config = settings_named(args)
     keep = set(val_split.objects["object_id"])
     objects = [obj for obj in load_labelled_objects(args.data) if obj.object_id in keep]
     out = {}

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 # --period-settings: v1 is the search the shipped bundles were built with; v2 the issue-11 science
 # (PeriodSearchConfig.v2: 0.03 d, per-band model, alias-aware harmonic choice, coarse grid).
 PERIOD_SETTINGS = ("v1", "v2")
+SHORT_WINDOWS = ("bucket", "all")  # broker.folding.SHORT_WINDOWS, spelled out as below
 # models.ensemble.COMBINES / EMBEDDINGS, spelled out so that parsing the command line imports no torch
 ENSEMBLE_COMBINES = ("logits", "proba")
 ENSEMBLE_EMBEDDINGS = ("concat-unit", "concat")
@@ -164,6 +165,20 @@ def add_period_settings_argument(parser: argparse.ArgumentParser) -> None:
         help="period search for the windows: v1 (the shipped bundles') or v2 (0.03 d, per-band, harmonic "
         "peak choice); written into the bundle, so the plugin folds alerts with the same search",
     )
+    parser.add_argument(
+        "--short-window",
+        choices=SHORT_WINDOWS,
+        default="bucket",
+        help="a curve under L points gives one window of the largest bucket of its latest points (bucket, "
+        "the first bundles') or of all its points (all: the served bundles' since 2026-12-07; a classifier "
+        "served beside crts-itcn's head needs it); written into the bundle",
+    )
+
+
+def settings_named(args: argparse.Namespace):
+    """(PeriodSearchConfig, WindowConfig) of --period-settings and --short-window."""
+    _, window_config = configs_from({}, {"short_window": args.short_window})
+    return period_config_named(args.period_settings), window_config
 
 
 def known_classes(dataset, min_count: int, exclude: list[str]) -> list[str]:
@@ -355,8 +370,7 @@ def main(args: argparse.Namespace) -> int:
             "--superclass-labels applies to one classifier trained here, not to --kind novelty or ensembles"
         )
     set_threads(args.threads)
-    _, window_config = configs_from()
-    period_config = period_config_named(args.period_settings)
+    period_config, window_config = settings_named(args)
     archives = superclass_labelled(
         load_archives_for(args, period_config, window_config), args.superclass_labels
     )
