@@ -7,7 +7,7 @@ import numpy as np
 
 from broker import folding
 from broker.cli import main as varstream
-from broker.offline.commands import train
+from broker.offline.commands import settings, train
 from models import ensemble
 from models.bundle import load_bundle
 from models.onnx_serving import OnnxBundle
@@ -27,7 +27,7 @@ def train_argv(csv_folder, out, *extra: str) -> list[str]:
 
 def test_choices_spelled_out_for_the_command_line_are_the_ensembles():
     assert train.ENSEMBLE_COMBINES == ensemble.COMBINES
-    assert train.SHORT_WINDOWS == folding.SHORT_WINDOWS
+    assert settings.SHORT_WINDOWS == folding.SHORT_WINDOWS
     assert train.ENSEMBLE_EMBEDDINGS == ensemble.EMBEDDINGS
 
 

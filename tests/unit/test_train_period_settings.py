@@ -14,7 +14,7 @@ import torch
 from broker.cli import main as varstream
 from broker.config import InferenceConfig
 from broker.errors import ConfigError
-from broker.offline.commands import train
+from broker.offline.commands import settings, train
 from broker.offline.commands.evaluate import add_novelty_rates
 from broker.period import PeriodSearchConfig
 from broker.runtime import InferenceRuntime
@@ -31,13 +31,13 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_period_settings_default_to_the_shipped_search_and_name_v2():
     assert parse().period_settings == "v1"
-    assert train.period_config_named(parse().period_settings) == PeriodSearchConfig()
+    assert settings.period_config_named(parse().period_settings) == PeriodSearchConfig()
     v2 = parse("--period-settings", "v2").period_settings
-    assert train.period_config_named(v2) == PeriodSearchConfig.v2()
+    assert settings.period_config_named(v2) == PeriodSearchConfig.v2()
     with pytest.raises(SystemExit):
         parse("--period-settings", "v3")
     with pytest.raises(ConfigError, match="v3"):
-        train.period_config_named("v3")
+        settings.period_config_named("v3")
 
 
 @pytest.fixture

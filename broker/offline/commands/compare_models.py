@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from broker.offline.commands.settings import add_period_settings_argument, settings_named
 from broker.offline.commands.train import (
     add_common_arguments,
-    add_period_settings_argument,
     known_classes,
     load_dataset,
     load_labelled_objects,
     set_threads,
-    settings_named,
 )
 from broker.offline.training_sets import SPLIT_FRACTIONS, split_summary
 

@@ -30,9 +30,9 @@ import numpy as np
 
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments, reader_options
+from broker.offline.commands.settings import configs_from
 from broker.offline.commands.train import (
     add_common_arguments,
-    configs_from,
     load_dataset,
     set_threads,
 )

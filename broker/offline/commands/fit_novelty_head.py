@@ -18,9 +18,9 @@ from pathlib import Path
 
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.options import add_reader_arguments
+from broker.offline.commands.settings import configs_from
 from broker.offline.commands.train import (
     add_common_arguments,
-    configs_from,
     load_archives_for,
     set_threads,
 )

@@ -38,7 +38,7 @@ def period_config_of(bundle: Path | None, threads: int | None):
     import dataclasses
 
     from broker.errors import BundleError
-    from broker.offline.commands.train import configs_from
+    from broker.offline.commands.settings import configs_from
     from models.bundle import DEFAULT_CLASSIFIER_BUNDLE, METADATA_FILE
 
     path = Path(bundle or DEFAULT_CLASSIFIER_BUNDLE) / METADATA_FILE

@@ -23,9 +23,9 @@ import numpy as np
 
 from broker.errors import BundleError, ConfigError
 from broker.offline.archives.base import parse_spec
+from broker.offline.commands.settings import configs_from
 from broker.offline.commands.train import (
     add_common_arguments,
-    configs_from,
     known_classes,
     load_dataset,
     load_labelled_objects,
