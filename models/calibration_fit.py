@@ -15,7 +15,7 @@ import torch
 from models.bundle import Bundle, resolve_device
 from models.calibration import SECTION, expected_calibration_error, fit_temperature, nll, softmax
 from models.itcn import window_tensors
-from models.train import cut_batches, cut_lengths
+from models.post_hoc_cuts import cut_batches, cut_lengths
 from models.windows import Windows
 
 MAX_WINDOWS_PER_LENGTH = 4000

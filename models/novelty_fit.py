@@ -33,7 +33,7 @@ from models.evaluate import longest_windows
 from models.itcn import window_tensors
 from models.novelty_head import DEFAULT_K, METHOD, SCORE_CHUNK, KnnNoveltyHead, PlaneComponent, unit_rows
 from models.period_amplitude import PeriodAmplitudeDensity, tail
-from models.train import cut_batches, cut_lengths
+from models.post_hoc_cuts import cut_batches, cut_lengths
 from models.windows import Windows
 
 MAX_CALIBRATION_WINDOWS = 4000  # per length

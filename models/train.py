@@ -214,23 +214,6 @@ def batch_arrays(windows: Windows, index: np.ndarray, target: int, rng) -> tuple
     return x, aux
 
 
-def cut_lengths(window: dict) -> list[int]:
-    """The window lengths a bundle's windows are cut to (its buckets and its full length), ascending."""
-    return sorted({int(b) for b in [*window.get("buckets", []), window.get("length", 200)]})
-
-
-def cut_batches(
-    windows: Windows, length: int, rng, max_windows: int, batch: int = 512
-) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, np.ndarray]]]:
-    """(window indices, batches of `batch_arrays`) for up to `max_windows` windows holding >= `length`
-    points, each cut to `length` points as training cuts them (post-hoc fits on a trained bundle)."""
-    index = np.flatnonzero(np.asarray(windows.lengths) >= length)
-    if len(index) > max_windows:
-        index = np.sort(rng.choice(index, max_windows, replace=False))
-    starts = range(0, len(index), batch)
-    return index, (batch_arrays(windows, index[s : s + batch], length, rng) for s in starts)
-
-
 def class_weights(labels: np.ndarray, n_classes: int, scheme: str) -> np.ndarray:
     """Cross-entropy weights per class from window counts (see TrainConfig.class_weighting)."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)

@@ -115,3 +115,18 @@ def test_the_period_amplitude_weights_can_be_left_out(trained, two_shape_csv, tm
     assert head.info["period_amplitude_selection"]["chosen"] == 0.0
     with pytest.raises(SystemExit):  # argparse: weights lie in [0, 1]
         varstream([*argv, "--period-amplitude-weights", "1.5"])
+
+
+def test_temperatures_can_be_refit_alone(trained, two_shape_csv, tmp_path):  # noqa: F811
+    """--temperatures-only keeps the head as it is (a classifier served beside another bundle's head has
+    none, and gets none)."""
+    argv = ["fit-novelty-head", "--bundle", str(trained), "--data", f"csv:{two_shape_csv}", *CSV_OPTIONS,
+            "--no-progress", "--cache-dir", str(tmp_path / "cache")]  # fmt: skip
+    assert varstream([*argv, "--k", "3"]) == 0
+    before = load_bundle(trained).novelty_head
+    del_temperature(trained)
+    assert varstream([*argv, "--temperatures-only"]) == 0
+    after = load_bundle(trained)
+    assert after.metadata["temperature"]["split"] == "calibration"
+    assert after.novelty_head.k == 3 and after.novelty_head.name == before.name
+    np.testing.assert_array_equal(after.novelty_head.bank, before.bank)

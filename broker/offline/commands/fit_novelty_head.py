@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "0,0.1,0.2,0.3,0.5); 0, the embedding distance alone, is always tried, so 0 alone fits just that",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration windows' cuts")
+    parser.add_argument(
+        "--temperatures-only",
+        action="store_true",
+        help="refit the temperatures alone; the bundle's head, or its lack of one, stays (a classifier "
+        "served beside another bundle's head, as crts-itcn-supcon is)",
+    )
     add_common_arguments(parser)
     add_reader_arguments(parser)
 
@@ -69,22 +75,32 @@ def main(args: argparse.Namespace) -> int:
 
     set_threads(args.threads)
     path = Path(args.bundle or DEFAULT_NOVELTY_BUNDLE)  # the shipped bundle whose head is served
-    try:
-        bundle = load_bundle(path, with_novelty_head=False)  # the head it may have is replaced
+    try:  # the head it may have is replaced, unless only the temperatures are
+        bundle = load_bundle(path, with_novelty_head=args.temperatures_only)
     except BundleFormatError as err:
         raise BundleError(str(err)) from err
     if bundle.kind != "classifier":
         raise BundleError(f"{path} is a {bundle.kind!r} bundle; a novelty head belongs to a classifier")
     splits = _splits(args, bundle)
     name, part = calibration_split(splits)
-    weights = {"weight_grid": args.period_amplitude_weights} if args.period_amplitude_weights else {}
-    bank = splits["train"].only_classes(bundle.class_names).windows  # as training: class-labelled only
-    head = fit_knn_head(bundle, bank, part.windows, args.k, args.seed, args.device, name, **weights)
-    bundle.novelty_head = head
+    if not args.temperatures_only:
+        weights = {"weight_grid": args.period_amplitude_weights} if args.period_amplitude_weights else {}
+        bank = splits["train"].only_classes(bundle.class_names).windows  # as training: class-labelled
+        head = fit_knn_head(bundle, bank, part.windows, args.k, args.seed, args.device, name, **weights)
+        bundle.novelty_head = head
     temperature = fit_temperatures(bundle, part.windows, args.seed, args.device, name)
     attach(bundle, temperature)
     save_bundle(bundle, path)
     export_bundle_folder(path)
+    scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
+    scales = scales or f"none (too few {name} windows: T = 1)"
+    print(f"{path}: probability temperatures per window length ({name} NLL) {scales}")
+    if not args.temperatures_only:
+        _print_head(path, bundle.novelty_head, name)
+    return 0
+
+
+def _print_head(path: Path, head, name: str) -> None:
     print(
         f"{path}: novelty head {head.name} (k {head.k}: {head.info['k_selection']['method']}; "
         f"bank {len(head.bank)} training windows, calibrated "
@@ -95,10 +111,6 @@ def main(args: argparse.Namespace) -> int:
         f"{path}: period–amplitude component "
         + (f"weight {plane.weight} ({len(plane.density.bank)} training objects)" if plane else "not used")
     )
-    scales = ", ".join(f"{length}: {t:.3f}" for length, t in temperature["by_length"].items())
-    scales = scales or f"none (too few {name} windows: T = 1)"
-    print(f"{path}: probability temperatures per window length ({name} NLL) {scales}")
-    return 0
 
 
 def _splits(args: argparse.Namespace, bundle) -> dict:
