@@ -109,12 +109,3 @@ def test_fit_temperatures_gives_every_bucket_with_enough_windows_a_temperature(t
     assert section["windows"]["50"]["n_windows"] == 60 and section["windows"]["150"]["n_windows"] == 30
     for m in section["windows"].values():
         assert m["nll_after"] <= m["nll_before"] + 1e-9  # the fitted T minimises the NLL (T = 1 included)
-
-
-def test_post_hoc_fits_cut_between_the_buckets_where_young_windows_keep_every_point():
-    from models.post_hoc_cuts import cut_lengths
-
-    window = {"length": 200, "min_length": 50, "buckets": [50, 100, 150, 200], "min_remainder": 50}
-    assert cut_lengths(window) == [50, 100, 150, 200]
-    assert cut_lengths(window | {"short_window": "bucket"}) == [50, 100, 150, 200]
-    assert cut_lengths(window | {"short_window": "all"}) == [50, 75, 100, 125, 150, 175, 200]
