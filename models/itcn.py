@@ -40,6 +40,8 @@ class SymmetryPad1d(nn.Module):
     meet dilations of 64 and more: there an index gather wraps as many times as needed.
     """
 
+    any_length = False  # set while `models.onnx_export` traces its dynamic-length graph (tile + slice)
+
     def __init__(self, pad: int) -> None:
         super().__init__()
         self.pad = pad
@@ -48,7 +50,7 @@ class SymmetryPad1d(nn.Module):
         length = x.shape[-1]
         if self.pad == 0:
             return x
-        if torch.onnx.is_in_onnx_export():  # one branch for every length: a graph with a dynamic length
+        if SymmetryPad1d.any_length:  # one branch for every length: an ONNX graph with a dynamic length
             return x.repeat(1, 1, self.pad // length + 2)[..., -(self.pad + length) :]
         if self.pad <= length:
             return nn.functional.pad(x, (self.pad, 0), mode="circular")

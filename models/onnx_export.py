@@ -2,10 +2,13 @@
 
 Written into the bundle folder (the torch weights stay the source of truth):
 
-    onnx/classifier.onnx             iTCN/TCN/iResNet, any window length (the circular padding is exported
-                                     as tile + slice, one branch for every length); inputs x (n, 2, length)
-                                     float32 and aux (n, 3) float32, outputs embedding (n, hidden) (the
-                                     novelty head's input) and logits (n, K) float32
+    onnx/classifier-L{length}.onnx   iTCN/TCN/iResNet, one file per bucket length and L (the circular
+                                     padding's graph depends on the length: the fastest graphs); inputs
+                                     x (n, 2, length) float32 and aux (n, 3) float32, outputs embedding
+                                     (n, hidden) (the novelty head's input) and logits (n, K) float32
+    onnx/classifier.onnx             the same network for any other length (a young object's window of all
+                                     its points): the padding exported as tile + slice, one branch for
+                                     every length, up to 18% slower than the per-length graphs
     onnx/novelty.onnx                AE-GMM encoder + estimation network, any length; inputs x (n, length, 3)
                                      and aux (n, 3), outputs z (n, D) and logits (n, K)
     onnx/gmm.npz                     the fixed mixture (phi (K,), mu (K, D), cov (K, D, D)), float32: the
@@ -26,7 +29,9 @@ import torch
 
 from models.bundle import METADATA_FILE, WEIGHTS_FILE, Bundle, build_model, load_bundle
 from models.bundle_format import ANY_LENGTH
+from models.itcn import SymmetryPad1d
 from models.jsonio import json_default
+from models.post_hoc_cuts import cut_lengths
 
 ONNX_DIR = "onnx"
 OPSET = 17
@@ -107,16 +112,25 @@ def export_onnx(bundle: Bundle, path: str | Path) -> dict:
     length = int(window.get("length", 200))
     aux = torch.zeros(2, 3)
     files: dict = {}
-    for stale in out_dir.glob("classifier-L*.onnx"):  # the one-file-per-length export of earlier versions
-        stale.unlink()
+    lengths = cut_lengths(window)
     with torch.no_grad():
         if bundle.kind == "classifier":
             graph = _ClassifierGraph(model).eval()
+            files["classifier"] = {}
+            outputs = ["embedding", "logits"]
+            fixed = {"x": {0: "n"}, "aux": {0: "n"}, "embedding": {0: "n"}, "logits": {0: "n"}}
+            for n in lengths:
+                name = f"{ONNX_DIR}/classifier-L{n}.onnx"
+                _export(graph, (torch.zeros(2, 2, n), aux), path / name, outputs, fixed)
+                files["classifier"][str(n)] = name
             name = f"{ONNX_DIR}/classifier.onnx"
-            x = torch.zeros(2, 2, length)
-            dynamic = {"x": {0: "n", 2: "length"}, "aux": {0: "n"}, "embedding": {0: "n"}, "logits": {0: "n"}}
-            _export(graph, (x, aux), path / name, ["embedding", "logits"], dynamic)
-            files["classifier"] = {ANY_LENGTH: name}
+            SymmetryPad1d.any_length = True
+            try:
+                dynamic = {**fixed, "x": {0: "n", 2: "length"}}
+                _export(graph, (torch.zeros(2, 2, length), aux), path / name, outputs, dynamic)
+            finally:
+                SymmetryPad1d.any_length = False
+            files["classifier"][ANY_LENGTH] = name
         else:
             graph = _NoveltyGraph(model).eval()
             x = torch.zeros(2, length, 3)
@@ -134,7 +148,7 @@ def export_onnx(bundle: Bundle, path: str | Path) -> dict:
     weights = path / WEIGHTS_FILE
     section = {
         "opset": OPSET,
-        "lengths": ANY_LENGTH,
+        "lengths": lengths,
         "files": files,
         "exported_with_torch": torch.__version__,
         "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,

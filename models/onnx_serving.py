@@ -124,7 +124,8 @@ class OnnxBundle:
 
         files = section["files"]
         if self.kind == "classifier":
-            # {"any": file} (one dynamic-length graph), or {"50": file, ...} (exports before 2026-12-07)
+            # {"50": file, ..., "any": file}: a graph per bucket length, one dynamic-length graph for others
+            # (exports before 2026-12-07 have no "any")
             self._sessions = {
                 k if k == ANY_LENGTH else int(k): session(v) for k, v in files["classifier"].items()
             }
@@ -148,7 +149,7 @@ class OnnxBundle:
 
     def _run(self, length: int, x: np.ndarray, aux: np.ndarray) -> list[np.ndarray]:
         if self.kind == "classifier":
-            sess = self._sessions.get(ANY_LENGTH) or self._sessions.get(length)
+            sess = self._sessions.get(length) or self._sessions.get(ANY_LENGTH)
             if sess is None:
                 raise BundleFormatError(
                     f"bundle {self.path}: no ONNX classifier for window length {length} "

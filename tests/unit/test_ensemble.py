@@ -123,7 +123,7 @@ def test_an_ensemble_bundle_round_trips_and_serves_through_onnx_runtime(tmp_path
     np.testing.assert_allclose(again.proba, reference.proba, atol=1e-6)
     np.testing.assert_allclose(again.novelty_score, reference.novelty_score, atol=1e-6)
     section = export_onnx(loaded, path)
-    assert section["lengths"] == "any"
+    assert section["lengths"] == [50, 100, 150, 200]
     served = OnnxBundle(path).predict(windows)
     np.testing.assert_allclose(served.proba, reference.proba, atol=1e-5)
     # untrained members embed every window nearly alike: k-NN distances ~0.004, where the float32
