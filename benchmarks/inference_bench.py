@@ -7,7 +7,8 @@ contrastive-trained classifier (crts-itcn-supcon) classifies and crts-itcn's net
 novelty (two network passes); "one itcn" is a classifier that scores with its own head (one pass); the
 AE-GMM rows are a classifier with the AE-GMM bundle named in `inference.novelty_bundle`.
 Shapes follow the plugin: batches of up to `inference.max_batch_windows` (512) windows, one true length per
-forward pass; a micro-batch of young and old objects mixes the 50/100/150/200 buckets.
+forward pass; a micro-batch of old objects mixes the 50/100/150/200 buckets, one of young objects any
+length from 50 to 199 points (one window of all their points).
 
     python benchmarks/inference_bench.py [--threads 1] [--device cpu]
 """
@@ -27,7 +28,10 @@ from models.windows import Windows
 SHAPES = {
     "64x200": [200] * 64,
     "512x200": [200] * 512,
-    "512 mixed 50/100/150/200": [50, 100, 150, 200] * 128,
+    # young objects served as one window of all their points (short_window "all"): any length, each
+    # distinct length its own forward pass of the dynamic-length graph
+    "512 young, 50-199 points": [int(n) for n in np.random.default_rng(0).integers(50, 200, 512)],
+    "512 mixed 50/100/150/200": [50, 100, 150, 200] * 128,  # last: the headline keys
 }
 
 
