@@ -130,6 +130,12 @@ class OnnxBundle:
                 k if k == ANY_LENGTH else int(k): session(v) for k, v in files["classifier"].items()
             }
             self._energy = None
+            if self.window.get("short_window") == "all" and ANY_LENGTH not in self._sessions:
+                raise BundleFormatError(
+                    f"bundle {path}: its young objects' windows come in any length (short_window 'all'), "
+                    f"but its ONNX export has one graph per bucket length only; re-export it with "
+                    f"`varstream export-onnx --bundle {path}`"
+                )
             outputs = [o.name for o in next(iter(self._sessions.values())).get_outputs()]
             if self.novelty_head is not None and "embedding" not in outputs:
                 raise BundleFormatError(

@@ -7,6 +7,7 @@ first 50, 100, 150 and all points of real CRTS light curves in ../shared.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -221,3 +222,16 @@ def test_auto_serves_with_onnx_runtime_on_cpu() -> None:
     assert resolve_engine("torch", "cpu", has_onnx=True) == "torch"
     with pytest.raises(BundleError, match="one of auto, onnx, torch"):
         resolve_engine("tensorrt", "cpu", has_onnx=True)
+
+
+def test_a_per_length_export_is_refused_for_windows_of_any_length(tmp_path) -> None:
+    """An export made before the dynamic-length graph, on a bundle whose young windows keep every point:
+    refused when loaded, with the command that fixes it, not mid-stream at the first young object."""
+    path = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_CLASSIFIER_BUNDLE, path)
+    document = json.loads((path / "metadata.json").read_text())
+    assert document["window"]["short_window"] == "all"
+    del document["onnx"]["files"]["classifier"]["any"]
+    (path / "metadata.json").write_text(json.dumps(document))
+    with pytest.raises(BundleFormatError, match="varstream export-onnx"):
+        OnnxBundle(path)
