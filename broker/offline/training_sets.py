@@ -252,9 +252,15 @@ def held_out_superclass_objects(dataset, bundle):
     """The objects of a superclass-labelled archive that `bundle`'s training held out (its test split;
     its val and calibration objects trained), labelled with their superclass markers. The split is rebuilt
     as training built it: the archive split alone, its markers as its classes, the recorded seed."""
-    from models.taxonomy import superclass_label
+    from models.taxonomy import superclass_label, unmapped
 
     labels = set(map(str, dataset.objects["label"]))
+    unknown = unmapped(sorted(labels))
+    if unknown:
+        raise ConfigError(
+            f"labels {unknown} have no superclass in models.taxonomy: not the archive {bundle.name} "
+            "trained on one level up, so which of its objects training held out cannot be told"
+        )
     marked = dataset.relabelled({x: superclass_label(x) for x in labels})
     markers = sorted({superclass_label(x) for x in labels})
     _, held_out = superclass_objects_train_only(recorded_splits(marked, bundle, markers), markers)

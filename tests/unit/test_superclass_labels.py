@@ -200,3 +200,18 @@ def test_the_shipped_crts_eros_bundle_serves_beside_the_default_novelty():
     assert runtime.period_config == PeriodSearchConfig.v2()
     served = InferenceRuntime(InferenceConfig(device="cpu", engine="onnx"))
     assert runtime.info["novelty_name"] == served.info["novelty_name"]  # crts-itcn's head, as by default
+
+
+def test_held_out_objects_of_an_archive_with_labels_the_taxonomy_lacks_are_refused():
+    """Not the archive the bundle trained on one level up (training refuses such labels): which objects it
+    held out cannot be told, so evaluate stops with the labels named."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from broker.errors import ConfigError
+    from broker.offline.training_sets import held_out_superclass_objects
+
+    dataset = SimpleNamespace(objects=pd.DataFrame({"label": ["rr_lyrae", "wiggly"]}))
+    with pytest.raises(ConfigError, match=r"labels \['wiggly'\] have no superclass"):
+        held_out_superclass_objects(dataset, SimpleNamespace(name="b"))
