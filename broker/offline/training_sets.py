@@ -195,8 +195,6 @@ def superclass_labelled(archives: Sequence[TrainingArchive], chosen: Sequence[st
     superclass markers (EROS-1 "rr_lyrae" -> "superclass:RR_Lyrae", `models.taxonomy.superclass_label`):
     they train the classifier through the hierarchical loss. ConfigError for a choice no archive matches,
     or a label the taxonomy does not know."""
-    from models.taxonomy import superclass_label, unmapped
-
     unmatched = sorted(set(chosen) - {a.fmt for a in archives} - {a.spec for a in archives})
     if unmatched:
         raise ConfigError(f"--superclass-labels {unmatched}: no --data archive has that format or spec")
@@ -205,13 +203,21 @@ def superclass_labelled(archives: Sequence[TrainingArchive], chosen: Sequence[st
         if archive.fmt not in chosen and archive.spec not in chosen:
             out.append(archive)
             continue
-        labels = {str(x) for x in archive.dataset.objects["label"] if x is not None}
-        unknown = unmapped(labels)
-        if unknown:
-            raise ConfigError(f"{archive.spec}: labels {unknown} have no superclass in models.taxonomy")
-        dataset = archive.dataset.relabelled({x: superclass_label(x) for x in labels})
+        dataset = with_superclass_markers(archive.dataset, archive.spec)
         out.append(dataclasses.replace(archive, dataset=dataset, superclass_only=True))
     return out
+
+
+def with_superclass_markers(dataset, source: str):
+    """`dataset` with every label replaced by its superclass marker (`models.taxonomy.superclass_label`);
+    ConfigError, prefixed with `source`, naming the labels the taxonomy does not know."""
+    from models.taxonomy import superclass_label, unmapped
+
+    labels = {str(x) for x in dataset.objects["label"] if x is not None}
+    unknown = unmapped(labels)
+    if unknown:
+        raise ConfigError(f"{source}: labels {unknown} have no superclass in models.taxonomy")
+    return dataset.relabelled({x: superclass_label(x) for x in labels})
 
 
 def superclass_objects_train_only(splits: dict, markers: Sequence[str]) -> tuple[dict, object]:
@@ -252,17 +258,9 @@ def held_out_superclass_objects(dataset, bundle):
     """The objects of a superclass-labelled archive that `bundle`'s training held out (its test split;
     its val and calibration objects trained), labelled with their superclass markers. The split is rebuilt
     as training built it: the archive split alone, its markers as its classes, the recorded seed."""
-    from models.taxonomy import superclass_label, unmapped
-
-    labels = set(map(str, dataset.objects["label"]))
-    unknown = unmapped(sorted(labels))
-    if unknown:
-        raise ConfigError(
-            f"labels {unknown} have no superclass in models.taxonomy: not the archive {bundle.name} "
-            "trained on one level up, so which of its objects training held out cannot be told"
-        )
-    marked = dataset.relabelled({x: superclass_label(x) for x in labels})
-    markers = sorted({superclass_label(x) for x in labels})
+    source = f"not the archive {bundle.name} trained on one level up (its held-out objects cannot be told)"
+    marked = with_superclass_markers(dataset, source)
+    markers = sorted(set(map(str, marked.objects["label"])))
     _, held_out = superclass_objects_train_only(recorded_splits(marked, bundle, markers), markers)
     return held_out
 

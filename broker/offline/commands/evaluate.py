@@ -89,16 +89,17 @@ def load_bundles(bundle_path, novelty_arg):
     return classifier, novelty
 
 
-def restrict_to_split(dataset, classifier, split: str, spec: str = ""):
+def restrict_to_split(dataset, classifier, split: str, one_level_up: str = ""):
     """That by-object split of the classifier's classes (as recorded in the bundle) + all other objects.
 
-    An archive the bundle trained on one level up (`--superclass-labels`, EROS-1 for crts-eros-itcn-supcon)
-    has only its test objects held out, under their superclass markers, and no unseen objects."""
-    if spec and trained_one_level_up(classifier, spec):
+    one_level_up: the spec of an archive the bundle trained on one level up (`--superclass-labels`, EROS-1
+    for crts-eros-itcn-supcon; `trained_one_level_up`), whose test objects alone were held out: those,
+    under their superclass markers, and no unseen objects."""
+    if one_level_up:
         if split != "test":
             raise ConfigError(
-                f"{spec}: {classifier.name} trained on it with superclass labels, its {split} objects too "
-                "(only its test objects were held out): use --split test or all"
+                f"{one_level_up}: {classifier.name} trained on it with superclass labels, its {split} "
+                "objects too (only its test objects were held out): use --split test or all"
             )
         held_out = held_out_superclass_objects(dataset, classifier)
         none = dataset.only_classes([])
@@ -128,8 +129,9 @@ def main(args: argparse.Namespace) -> int:
     dataset = bundle_labels(dataset, classifier, args.data)  # e.g. OGLE "Cep" -> DCEP, as in training
     objects = dataset.objects
     windows = dataset.windows
+    one_level_up = args.split != "all" and trained_one_level_up(classifier, args.data)
     if args.split != "all":
-        part, unseen = restrict_to_split(dataset, classifier, args.split, args.data)
+        part, unseen = restrict_to_split(dataset, classifier, args.split, args.data if one_level_up else "")
         parts = [p.windows for p in (part, unseen) if len(p.windows)]
         windows = Windows.concatenate(parts)
         objects = objects[
@@ -139,7 +141,6 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.data}: no labelled windows to evaluate")
     # labels one level up (held-out superclass-labelled objects) are no unseen classes: novelty is scored
     # at superclass level only, where they are known superclasses (its false-alarm rate on that survey)
-    one_level_up = args.split != "all" and trained_one_level_up(classifier, args.data)
     evaluation = evaluate_bundles(windows, classifier, None if one_level_up else novelty, device=args.device)
     if one_level_up:
         evaluation.metrics.pop("novelty_head", None)

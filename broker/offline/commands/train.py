@@ -410,7 +410,7 @@ def main(args: argparse.Namespace) -> int:
     )
     if bundle.kind == "classifier":  # post-hoc fits on the calibration split (validation chose the epoch)
         name, part = post_hoc
-        bank = splits["train"].only_classes(classes).windows if markers else train  # class-labelled
+        bank = splits["train"].only_classes(classes).windows  # class-labelled: no superclass markers
         bundle.novelty_head = fit_knn_head(bundle, bank, part.windows, None, args.seed, args.device, name)
         attach(bundle, fit_temperatures(bundle, part.windows, args.seed, args.device, name))
     if bundle.kind == "novelty":  # rank young objects' short windows among training windows of their length
