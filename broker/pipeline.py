@@ -29,7 +29,7 @@ from broker.health import Health
 from broker.history import HistoryPolicy
 from broker.idle_exit import IdleExit
 from broker.kafka_io import InputMessage, KafkaIO, check_reachable, next_offsets
-from broker.metrics import Metrics
+from broker.metrics import POINTS_BINS, Metrics, points_bin
 from broker.outcomes import Annotated, DeadLettered, Outcome, Skipped
 from broker.restore import RESTORE_SLICE_S, Restorer
 from broker.runtime import InferenceRuntime
@@ -130,6 +130,9 @@ class Pipeline:
         metrics.model_info.info(self.runtime.info)
         for name in self.runtime.class_names:
             metrics.annotations_by_class.labels(class_name=name)
+        for points in POINTS_BINS:  # every size exported from the start, at 0
+            metrics.annotations_by_points.labels(points=points)
+            metrics.novel_annotations.labels(points=points)
 
     def request_stop(self) -> None:
         """Finish the batch in hand, deliver, commit, then return from run()."""
@@ -412,9 +415,11 @@ class Pipeline:
             cls = names[c.predicted_index]
             s.classes[cls] += 1
             m.annotations_by_class.labels(class_name=cls).inc()
+            points = points_bin(len(p.snapshot.lightcurve))
+            m.annotations_by_points.labels(points=points).inc()
             if c.is_novel:
                 s.novel += 1
-                m.novel_annotations.inc()
+                m.novel_annotations.labels(points=points).inc()
         s.annotated += len(annotated)
         m.alerts_annotated.inc(len(annotated))
         if annotated:

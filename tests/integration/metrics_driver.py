@@ -2,9 +2,10 @@
 
 Run: `python -m tests.integration.metrics_driver --port P [--seconds S]`. Every tick is one consumed batch:
 alerts split into annotated / skipped (by reason) / dead-lettered so the accounting identity holds, stage
-and end-to-end latencies drawn from log-normals around plausible CPU numbers, a class mix, ~5% novel, three
-partitions of consumer lag, and the model info. The first batch dead-letters one message (schema_invalid), so
-the dead-letter alert has something to fire on. Used until `varstream run` is wired into the scrape test.
+and end-to-end latencies drawn from log-normals around plausible CPU numbers, a class mix, light-curve sizes
+with ~5% novel (more of the young ones), three partitions of consumer lag, and the model info. The first
+batch dead-letters one message (schema_invalid), so the dead-letter alert has something to fire on. The
+scrape test's fast target, beside the real plugin (`varstream run`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import time
 
 import numpy as np
 
-from broker.metrics import SKIP_REASONS, STAGES, Metrics, serve
+from broker.metrics import POINTS_BINS, SKIP_REASONS, STAGES, Metrics, serve
 
 CLASSES = ("RRab", "RRc", "EA", "EB", "Cep", "LPV", "DSCT")
 CLASS_WEIGHTS = np.array([0.25, 0.12, 0.18, 0.15, 0.08, 0.17, 0.05])
 # median seconds per batch for each stage (lognormal sigma 0.5)
 STAGE_MEDIAN_S = dict(zip(STAGES, (0.002, 0.004, 0.006, 0.05, 0.004, 0.03, 0.003, 0.002), strict=True))
+# share of annotations by light-curve size (POINTS_BINS): a stream sees many objects young
+POINTS_WEIGHTS = np.array([0.0, 0.2, 0.15, 0.1, 0.55])
 TOPIC = "ztf-alerts"
 N_PARTITIONS = 3
 
@@ -65,7 +68,12 @@ def drive_batch(metrics: Metrics, rng: np.random.Generator, first: bool) -> None
         for name, count in zip(CLASSES, rng.multinomial(n_annotated, CLASS_WEIGHTS), strict=True):
             if count:
                 metrics.annotations_by_class.labels(class_name=name).inc(int(count))
-        metrics.novel_annotations.inc(int(rng.binomial(n_annotated, 0.05)))
+        sizes = rng.multinomial(n_annotated, POINTS_WEIGHTS)
+        for points, count in zip(POINTS_BINS, sizes, strict=True):
+            metrics.annotations_by_points.labels(points=points).inc(int(count))
+            # young objects are flagged more often than full ones (README, k-NN head at p95)
+            novel = rng.binomial(int(count), 0.05 if points == "200+" else 0.075)
+            metrics.novel_annotations.labels(points=points).inc(int(novel))
         metrics.last_annotation_timestamp.set(time.time())
 
     for partition in range(N_PARTITIONS):

@@ -20,7 +20,7 @@ import pytest
 import requests
 from confluent_kafka import Producer
 
-from broker.metrics import DEAD_LETTER_REASONS
+from broker.metrics import DEAD_LETTER_REASONS, POINTS_BINS
 from tests.fixtures.prometheus import (
     REPO,
     PrometheusServer,
@@ -214,3 +214,23 @@ def test_throughput_over_time_comes_back_from_a_range_query(scraping_prometheus:
     rates = [float(value) for _, value in series["values"]]
     assert len(rates) >= 3, series
     assert all(rate >= 0 for rate in rates) and max(rates) > 0
+
+
+def test_every_annotation_is_counted_by_light_curve_size(scraping_prometheus: PrometheusServer) -> None:
+    """The sizes partition the annotations (one scrape: both counters move in the same batch's accounting),
+    only POINTS_BINS appear, and novel flags per size never exceed that size's annotations."""
+    prometheus = scraping_prometheus
+    same = (
+        'sum(varstream_annotations_by_points_total{job="varstream"}) > 0'
+        ' and sum(varstream_annotations_by_points_total{job="varstream"})'
+        ' == sum(varstream_alerts_annotated_total{job="varstream"})'
+    )
+    prometheus.wait_for(same, timeout_s=60, poll_s=1)
+    sizes = prometheus.query('varstream_annotations_by_points_total{job="varstream"}')
+    assert {s["metric"]["points"] for s in sizes} <= set(POINTS_BINS)
+    assert sum(float(s["value"][1]) > 0 for s in sizes) >= 1
+    over = prometheus.query(
+        'varstream_novel_annotations_total{job="varstream"}'
+        ' > on (job, instance, points) varstream_annotations_by_points_total{job="varstream"}'
+    )
+    assert over == []

@@ -33,6 +33,7 @@ ALLOWED_LABELS = {
     "topic",
     "partition",
     "kind",
+    "points",
 }
 # varstream_model_info: the keys of broker.runtime.InferenceRuntime.info
 ALLOWED_LABELS |= {"classifier_name", "classifier_version", "novelty_name", "novelty_version", "device"}
@@ -46,6 +47,8 @@ def exported_names() -> set[str]:
     metrics.model_info.info({"classifier_name": "itcn", "classifier_version": "0", "device": "cpu"})
     metrics.consumer_lag.labels(topic="t", partition="0").set(0)
     metrics.annotations_by_class.labels(class_name="RRab").inc()
+    metrics.annotations_by_points.labels(points="200+").inc()
+    metrics.novel_annotations.labels(points="200+").inc()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     return {sample.name for family in registry.collect() for sample in family.samples}
@@ -113,6 +116,7 @@ def test_the_issue_s_panels_are_there() -> None:
         "instance_reason:varstream_alerts_dead_lettered:rate1m",
         "instance_class_name:varstream_annotations_by_class:rate5m",
         "instance:varstream_novel_annotations:ratio_rate5m",
+        "instance_points:varstream_novel_annotations:rate15m",
         "varstream_model_info",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
