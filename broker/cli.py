@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "broker.offline.commands.replay",
         "replay survey archives as a ZTF-like or LSST-like alert stream",
     ),
+    "publish": (
+        "broker.offline.commands.publish",
+        "publish real alert files (ZTF/LSST, folders, tarballs) onto a topic as the surveys did",
+    ),
     "evaluate-stream": (
         "broker.offline.commands.evaluate_stream",
         "score a running plugin from its annotations",

