@@ -237,13 +237,16 @@ def _plot_energies(path: Path, seen: np.ndarray, unseen: np.ndarray, thresholds:
 
     seen, unseen = np.asarray(seen, np.float64), np.asarray(unseen, np.float64)
     both = np.concatenate([seen, unseen])
-    bins = np.linspace(*np.percentile(both, [0.5, 99.5]), 50) if len(both) else 10
+    low, high = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+    bins = np.linspace(low, high, 50) if high > low else 10
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist(seen, bins=bins, alpha=0.6, density=True, label=f"seen classes ({len(seen)})")
-    ax.hist(unseen, bins=bins, alpha=0.6, density=True, label=f"unseen ({len(unseen)})")
+    for scores, name in ((seen, "seen classes"), (unseen, "unseen")):
+        if len(scores):  # a density of no objects is 0/0; the outer 1% go into the end bins
+            clipped = np.clip(scores, low, high) if high > low else scores
+            ax.hist(clipped, bins=bins, alpha=0.6, density=True, label=f"{name} ({len(scores)})")
     for name, value in thresholds.items():
         ax.axvline(value, ls="--", color="k" if name == "p95" else "grey", label=f"{name} = {value:.1f}")
-    ax.set_xlabel("AE-GMM energy (object mean)")
+    ax.set_xlabel("novelty score, object mean (AE-GMM energy or k-NN head score)")
     ax.set_ylabel("density")
     ax.legend()
     fig.tight_layout()
