@@ -23,8 +23,9 @@ memory up to `max_held_bytes`.
 from __future__ import annotations
 
 import io
+import itertools
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -148,13 +149,14 @@ def split_file(name: str, data: bytes, resolver: SchemaResolver) -> list[AlertMe
 
 
 def read_alerts(
-    path: Path,
+    paths: Path | Sequence[Path],
     order: str = "time",
     resolver: SchemaResolver | None = None,
     log: ReadLog | None = None,
     max_held_bytes: int = MAX_HELD_BYTES,
 ) -> Iterator[AlertMessage]:
-    """Every alert under `path`, in `order` (ORDERS); unreadable files go to `log.unreadable`."""
+    """Every alert under `paths` (one order over all of them: ORDERS); unreadable files go to
+    `log.unreadable`."""
     if order not in ORDERS:
         raise ConfigError(f"order must be one of {ORDERS}, got {order!r}")
     resolver = resolver or SchemaResolver()
@@ -170,14 +172,16 @@ def read_alerts(
         log.alerts += len(found)
         return found
 
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    files = itertools.chain.from_iterable(raw_files(Path(path)) for path in paths)
     if order == "archive":
-        for name, read, _ in raw_files(path):
+        for name, read, _ in files:
             yield from alerts_of(name, read())
         return
     # time order: an index of the alerts, each with its value or a way to read it again
     index: list[tuple[AlertMessage, Callable[[], bytes] | None]] = []
     held = 0
-    for name, read, again in raw_files(path):
+    for name, read, again in files:
         found = alerts_of(name, read())
         for m in found:
             if again and len(found) == 1:  # a file of its own: read it again when its turn comes
@@ -187,7 +191,7 @@ def read_alerts(
                 held += len(m.value)
         if held > max_held_bytes:
             raise ConfigError(
-                f"{path}: sorting by time would hold over {max_held_bytes / 2**30:.0f} GiB of alerts in "
+                f"{name}: sorting by time would hold over {max_held_bytes / 2**30:.0f} GiB of alerts in "
                 "memory (tar archives, multi-alert files): publish with --order archive, or unpack it"
             )
     order_of = sorted(range(len(index)), key=lambda i: (index[i][0].mjd, i))

@@ -115,3 +115,16 @@ def test_records_that_are_not_alerts_are_listed_not_sent(tmp_path) -> None:
 def test_a_missing_path_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         list(read_alerts(tmp_path / "nope", "time"))
+
+
+def test_several_paths_share_one_time_order(tmp_path) -> None:
+    messages = list(ztf_messages().items())
+    for k, (name, value) in enumerate(messages):  # alternate the files between two folders
+        folder = tmp_path / ("a" if k % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        (folder / Path(name).name).write_bytes(value)
+    sent = list(read_alerts([tmp_path / "a", tmp_path / "b"], "time"))
+    assert len(sent) == len(messages)
+    assert [m.mjd for m in sent] == sorted(m.mjd for m in sent)
+    stored = list(read_alerts([tmp_path / "a", tmp_path / "b"], "archive"))
+    assert [Path(m.source).parent.name for m in stored] == sorted(Path(m.source).parent.name for m in stored)

@@ -93,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sink, sink_name = make_sink(args)
     log, pacer = ReadLog(), Pacer(pace)
-    found = itertools.chain.from_iterable(read_alerts(p, args.order, resolver, log) for p in args.paths)
+    found = read_alerts(args.paths, args.order, resolver, log)  # one order over every path
     stream = itertools.islice(selected(found, ids, time_range), args.limit)  # limit None: all
     sent, n_bytes, by_survey = 0, 0, Counter()
     objects: dict[tuple[str, str], list] = {}  # (survey, objectId) -> [alerts, first mjd, last mjd]
