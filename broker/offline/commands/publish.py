@@ -24,6 +24,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from broker.offline.commands.replay import add_sink_and_pace_arguments
+
     parser.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH", help="alert file, folder or tar archive"
     )
@@ -33,21 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--order", choices=("time", "archive"), default="time", help="by alert time (default) or as stored"
     )
-    sink = parser.add_argument_group("sink (one of)")
-    sink.add_argument("--bootstrap", help="Kafka bootstrap servers host:port")
-    sink.add_argument("--topic", help="Kafka topic to produce to")
-    sink.add_argument(
-        "--to-folder",
-        nargs="?",
-        const="",
-        type=str,
-        metavar="DIR",
-        help="write the messages as files (default OUT/alerts)",
-    )
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="alert seconds per wall second (default 1: real time)")
-    pace.add_argument("--rate", type=float, help="alerts per second")
-    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing")
+    add_sink_and_pace_arguments(parser, "alert")
     parser.add_argument("--objects", type=Path, help="publish only these object ids (file: one per line)")
     parser.add_argument("--time-range", metavar="MJD0:MJD1", help="only alerts in this MJD range")
     parser.add_argument("--limit", type=int, help="stop after N alerts")

@@ -26,21 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flavour", choices=("ztf", "lsst"), default="ztf", help="alert format (default ztf)"
     )
     parser.add_argument("--out", required=True, type=Path, help="run folder for truth.csv, replay.json, ...")
-    sink = parser.add_argument_group("sink (one of)")
-    sink.add_argument("--bootstrap", help="Kafka bootstrap servers host:port")
-    sink.add_argument("--topic", help="Kafka topic to produce to")
-    sink.add_argument(
-        "--to-folder",
-        nargs="?",
-        const="",
-        type=str,
-        metavar="DIR",
-        help="write Avro files (default OUT/alerts)",
-    )
-    pace = parser.add_mutually_exclusive_group()
-    pace.add_argument("--speed", type=float, help="archive seconds per wall second (default 1: real time)")
-    pace.add_argument("--rate", type=float, help="alerts per second")
-    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing")
+    add_sink_and_pace_arguments(parser, "archive")
     parser.add_argument("--objects", type=Path, help="replay only these archive ids (file: one per line)")
     parser.add_argument("--classes", help="comma-separated classes to keep")
     parser.add_argument("--limit", type=int, help="replay a random sample of N objects")
@@ -54,6 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schema-id", type=int, help="LSST schema id to write with (default varstream's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_arguments(parser)
+
+
+def add_sink_and_pace_arguments(parser: argparse.ArgumentParser, clock: str) -> None:
+    """Where alerts go (`make_sink`) and how fast (`make_pace`), for replay and publish; `clock`
+    names whose time --speed scales ("archive", "alert")."""
+    sink = parser.add_argument_group("sink (one of)")
+    sink.add_argument("--bootstrap", help="Kafka bootstrap servers host:port")
+    sink.add_argument("--topic", help="Kafka topic to produce to")
+    sink.add_argument(
+        "--to-folder",
+        nargs="?",
+        const="",
+        type=str,
+        metavar="DIR",
+        help="write Avro files (default OUT/alerts)",
+    )
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, help=f"{clock} seconds per wall second (default 1: real time)")
+    pace.add_argument("--rate", type=float, help="alerts per second")
+    pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing")
 
 
 def parse_time_range(text: str | None) -> tuple[float, float] | None:
