@@ -154,9 +154,10 @@ def read_alerts(
     resolver: SchemaResolver | None = None,
     log: ReadLog | None = None,
     max_held_bytes: int = MAX_HELD_BYTES,
+    on_sorted: Callable[[float, float], None] | None = None,
 ) -> Iterator[AlertMessage]:
     """Every alert under `paths` (one order over all of them: ORDERS); unreadable files go to
-    `log.unreadable`."""
+    `log.unreadable`. Time order calls `on_sorted(first mjd, last mjd)` before the first alert."""
     if order not in ORDERS:
         raise ConfigError(f"order must be one of {ORDERS}, got {order!r}")
     resolver = resolver or SchemaResolver()
@@ -195,6 +196,8 @@ def read_alerts(
                 "memory (tar archives, multi-alert files): publish with --order archive, or unpack it"
             )
     order_of = sorted(range(len(index)), key=lambda i: (index[i][0].mjd, i))
+    if on_sorted is not None and order_of:
+        on_sorted(index[order_of[0]][0].mjd, index[order_of[-1]][0].mjd)
     for i in order_of:
         message, read_again = index[i]
         yield message if read_again is None else replace(message, value=read_again())

@@ -186,6 +186,26 @@ class Pacer:
             self.sleep(delay)
 
 
+LONG_WALL_S = 3600.0  # a real-time replay longer than this is announced (archives span years)
+
+
+def warn_if_slow(pace: Pace, first_mjd: float, last_mjd: float) -> float:
+    """Wall seconds a real-time pace takes over alerts from first_mjd to last_mjd; logs a warning above
+    LONG_WALL_S, since the default pace replays years of archive in years."""
+    if pace.mode != "archive_time" or not last_mjd > first_mjd:
+        return 0.0
+    wall_s = (last_mjd - first_mjd) * SECONDS_PER_DAY / pace.speed
+    if wall_s > LONG_WALL_S:
+        log.warning(
+            "paced by their own times, the alerts span %.1f days: at --speed %g that is %.1f days of wall "
+            "time (--speed, --rate or --as-fast-as-possible change it)",
+            last_mjd - first_mjd,
+            pace.speed,
+            wall_s / SECONDS_PER_DAY,
+        )
+    return wall_s
+
+
 # ----------------------------------------------------------------------------------------------- sinks
 
 
@@ -359,6 +379,9 @@ def replay(
         if flavour == "lsst":
             stats.schema_folder = str(factory.write_schema_folder(run_dir))
     total = sum(len(item.lightcurve) for item in stream)
+    spans = [(float(i.lightcurve.mjd[0]), float(i.lightcurve.mjd[-1])) for i in stream if len(i.lightcurve)]
+    if spans:
+        warn_if_slow(pace, min(a for a, _ in spans), max(b for _, b in spans))
     pacer = Pacer(pace, clock, sleep)
     from tqdm import tqdm
 

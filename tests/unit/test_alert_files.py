@@ -123,8 +123,10 @@ def test_several_paths_share_one_time_order(tmp_path) -> None:
         folder = tmp_path / ("a" if k % 2 else "b")
         folder.mkdir(exist_ok=True)
         (folder / Path(name).name).write_bytes(value)
-    sent = list(read_alerts([tmp_path / "a", tmp_path / "b"], "time"))
+    spans = []
+    sent = list(read_alerts([tmp_path / "a", tmp_path / "b"], "time", on_sorted=lambda *s: spans.append(s)))
     assert len(sent) == len(messages)
+    assert spans == [(sent[0].mjd, sent[-1].mjd)]  # told before the first alert, for the pace warning
     assert [m.mjd for m in sent] == sorted(m.mjd for m in sent)
     stored = list(read_alerts([tmp_path / "a", tmp_path / "b"], "archive"))
     assert [Path(m.source).parent.name for m in stored] == sorted(Path(m.source).parent.name for m in stored)

@@ -366,3 +366,15 @@ def test_the_command_checks_its_flags(tmp_path):
         run_command([*base, "--to-folder", "--bands", "I"])
     with pytest.raises(ConfigError, match="--band-map entries must be ARCHIVE=SURVEY"):
         run_command([*base, "--to-folder", "--as-fast-as-possible", "--band-map", "V:g"])
+
+
+def test_a_real_time_replay_of_years_says_how_long_it_will_take(caplog) -> None:
+    from broker.offline.replay import Pace, warn_if_slow
+
+    with caplog.at_level("WARNING", logger="broker.offline.replay"):
+        assert warn_if_slow(Pace.real_time(), 50000.0, 50000.01) == pytest.approx(864.0)  # a night: quiet
+        assert caplog.records == []
+        assert warn_if_slow(Pace.real_time(10.0), 50000.0, 51000.0) == pytest.approx(1000 * 86400 / 10)
+    (record,) = caplog.records
+    assert "1000.0 days" in record.getMessage() and "100.0 days of wall time" in record.getMessage()
+    assert warn_if_slow(Pace.as_fast_as_possible(), 50000.0, 51000.0) == 0.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import json
 import sys
@@ -70,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
     from broker.errors import ConfigError
     from broker.offline.alert_files import ReadLog, read_alerts
     from broker.offline.commands.replay import make_pace, make_sink, parse_time_range, read_object_ids
-    from broker.offline.replay import Pacer
+    from broker.offline.replay import Pacer, warn_if_slow
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be >= 1 alert, got {args.limit}")
@@ -81,7 +82,8 @@ def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     sink, sink_name = make_sink(args)
     log, pacer = ReadLog(), Pacer(pace)
-    found = read_alerts(args.paths, args.order, resolver, log)  # one order over every path
+    span = functools.partial(warn_if_slow, pace)  # real time over years: say how long it takes
+    found = read_alerts(args.paths, args.order, resolver, log, on_sorted=span)  # one order over every path
     stream = itertools.islice(selected(found, ids, time_range), args.limit)  # limit None: all
     sent, n_bytes, by_survey = 0, 0, Counter()
     objects: dict[tuple[str, str], list] = {}  # (survey, objectId) -> [alerts, first mjd, last mjd]
