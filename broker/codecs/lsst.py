@@ -59,7 +59,7 @@ LSST_FLAGS = (
     "glint_trail",
 )
 # Field names across schema versions: the current name first.
-_TIME_FIELDS = ("midpointMjdTai", "midPointTai")
+TIME_FIELDS = ("midpointMjdTai", "midPointTai")
 _FLUX_FIELDS = ("scienceFlux", "totFlux")
 _BAND_FIELDS = ("band", "filterName")
 _PROCESSING_DELAY_DAYS = 60.0 / 86400.0  # replayed timeProcessedMjdTai: one minute after the exposure
@@ -93,6 +93,12 @@ def _first(point: dict, names: tuple[str, ...]) -> object:
     return None
 
 
+def dia_object_id(record: dict, source: dict) -> object:
+    """The alert's object: diaSource.diaObjectId, else diaObject.diaObjectId (None when neither)."""
+    object_id = source.get("diaObjectId")
+    return object_id if object_id is not None else (record.get("diaObject") or {}).get("diaObjectId")
+
+
 def _sources(record: dict, origin: str) -> tuple[dict, list[dict], list[dict]]:
     """(diaSource, prvDiaSources, prvDiaForcedSources); DecodeError when the record is not an LSST alert."""
     source = record.get("diaSource") if isinstance(record, dict) else None
@@ -114,22 +120,20 @@ def lsst_record_to_alert(record: dict, origin: str = "record") -> Alert:
     alert_id = source.get("diaSourceId")
     if alert_id is None:
         raise DecodeError("missing_field", f"LSST alert ({origin}) has no diaSource.diaSourceId")
-    object_id = source.get("diaObjectId")
-    if object_id is None:
-        object_id = (record.get("diaObject") or {}).get("diaObjectId")
+    object_id = dia_object_id(record, source)
     if object_id is None:
         if source.get("ssObjectId") is not None or record.get("ssObject"):
             raise UnusableAlert(
                 "solar_system_source", f"LSST alert {alert_id} ({origin}) is a solar-system source"
             )
         raise DecodeError("missing_field", f"LSST alert {alert_id} ({origin}) has no diaObjectId")
-    if _first(source, _TIME_FIELDS) is None:
+    if _first(source, TIME_FIELDS) is None:
         raise DecodeError("missing_field", f"LSST alert {alert_id} ({origin}) diaSource has no time")
 
     points = [source, *history, *forced]
     n = len(points)
     try:
-        mjd = as_float_array([_first(p, _TIME_FIELDS) for p in points])
+        mjd = as_float_array([_first(p, TIME_FIELDS) for p in points])
         flux = as_float_array([_first(p, _FLUX_FIELDS) for p in points])
         flux_err = as_float_array([_first(p, tuple(f + "Err" for f in _FLUX_FIELDS)) for p in points])
     except (TypeError, ValueError) as exc:

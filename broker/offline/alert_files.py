@@ -32,13 +32,13 @@ from pathlib import Path
 import fastavro
 
 from broker.codecs.container import MAGIC, ContainerWriter
+from broker.codecs.lsst import TIME_FIELDS, dia_object_id
+from broker.codecs.photometry import MJD_OFFSET
 from broker.codecs.resolver import WIRE_HEADER_SIZE, WIRE_MAGIC, SchemaResolver, split_wire
 from broker.errors import ConfigError, DecodeError
 
 ORDERS = ("time", "archive")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-JD_TO_MJD = 2400000.5
-LSST_TIME_FIELDS = ("midpointMjdTai", "midPointTai")  # current name first (broker.codecs.lsst)
 MAX_HELD_BYTES = 4 * 2**30
 
 
@@ -103,12 +103,11 @@ def envelope(record: object) -> tuple[str, float, str]:
     if isinstance(candidate, dict):
         if record.get("objectId") is None or candidate.get("jd") is None:
             raise ValueError("ZTF alert without objectId or candidate.jd")
-        return str(record["objectId"]), float(candidate["jd"]) - JD_TO_MJD, "ztf"
+        return str(record["objectId"]), float(candidate["jd"]) - MJD_OFFSET, "ztf"
     if isinstance(source, dict):
-        dia_object = record.get("diaObject") or {}
-        ids = (source.get("diaObjectId"), dia_object.get("diaObjectId"), source.get("ssObjectId"))
-        object_id = next((i for i in ids if i is not None), None)
-        mjd = next((source[f] for f in LSST_TIME_FIELDS if source.get(f) is not None), None)
+        object_id = dia_object_id(record, source)
+        object_id = source.get("ssObjectId") if object_id is None else object_id  # a solar-system source
+        mjd = next((source[f] for f in TIME_FIELDS if source.get(f) is not None), None)
         if object_id is None or mjd is None:
             raise ValueError("LSST alert without an object id (diaObjectId, ssObjectId) or a time")
         return str(object_id), float(mjd), "lsst"
